@@ -1,0 +1,327 @@
+"""The `fakelens` command: a thin shell that parses options, calls the library and prints.
+
+Exit codes: 0 all good; 1 finished, but some inputs failed (they are listed); 2 usage error.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fakelens.config import InferenceConfig, TrainConfig
+from fakelens.errors import FakelensError
+
+app = typer.Typer(
+    help="Tell AI-generated images from real photographs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect, download and preview data sets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+out = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="A .keras file saved by fakelens, or a shipped model's name "
+        "(default: the shipped default model).",
+    ),
+]
+TrustModel = Annotated[
+    bool,
+    typer.Option(
+        "--trust-model",
+        help="Allow code inside the model file (Keras safe mode off). "
+        "Only for files from a source you trust.",
+    ),
+]
+DataOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data",
+        "-d",
+        help="CIFAKE folder or zip laid out as train|test/REAL|FAKE "
+        "(default: $FAKELENS_DATA, else ../shared/data/cifake/cifake.zip).",
+    ),
+]
+
+
+def usage_errors(command: F) -> F:
+    """Turn fakelens' own errors into a one-line message and exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (FakelensError, ValueError) as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _detector(model: str | None, trust: bool, batch_size: int | None = None):
+    from fakelens.inference import load_detector
+    from fakelens.weights import DEFAULT_MODEL
+
+    return load_detector(model or DEFAULT_MODEL, trust=trust, batch_size=batch_size)
+
+
+@app.command()
+@usage_errors
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="Image files to judge.")],
+    model: ModelOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON record per line.")] = False,
+    trust_model: TrustModel = False,
+) -> None:
+    """Judge images: one line each with label (ai/real) and ai_probability."""
+    records = _detector(model, trust_model).predict(images)
+    for record in records:
+        if as_json:
+            print(json.dumps(record.to_dict(), ensure_ascii=False))
+        elif record.error:
+            out.print(f"{record.path}\t[red]error[/]\t{record.error}", highlight=False)
+        else:
+            out.print(f"{record.path}\t{record.label}\t{record.ai_probability:.4f}", highlight=False)
+    if any(record.error for record in records):
+        raise typer.Exit(1)
+
+
+@app.command()
+@usage_errors
+def scan(
+    source: Annotated[Path, typer.Argument(help="A folder (searched recursively) or a .zip of images.")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Results file: .csv or .jsonl.")] = Path(
+        "results.csv"
+    ),
+    model: ModelOption = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help=f"Images per model call [default: {InferenceConfig.batch_size}].")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help=f"Decoding threads [default: {InferenceConfig.workers}].")
+    ] = None,
+    trust_model: TrustModel = False,
+    quiet: Quiet = False,
+) -> None:
+    """Judge every image in a folder or zip; one row per file (path,label,ai_probability,model,error)."""
+    from fakelens.scan import scan as run_scan
+
+    summary = run_scan(
+        _detector(model, trust_model, batch_size), source, out_path, workers=workers, quiet=quiet
+    )
+    total = summary.scored + len(summary.failures)
+    out.print(
+        f"Scored {summary.scored:,} of {total:,} images "
+        f"({summary.ai:,} ai, {summary.scored - summary.ai:,} real) "
+        f"in {summary.seconds:.1f} s ({summary.images_per_second:,.0f} images/s)."
+    )
+    if summary.not_images:
+        out.print(
+            f"Not scanned, no image file ending: {len(summary.not_images):,} file(s), "
+            f"e.g. {summary.not_images[0]}"
+        )
+    for path, reason in summary.failures[:20]:
+        err.print(f"[red]failed:[/] {path}: {reason}", highlight=False)
+    if len(summary.failures) > 20:
+        err.print(f"... and {len(summary.failures) - 20:,} more failures; see the error column.")
+    out.print(f"Results saved to {summary.out}")
+    if summary.failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+@usage_errors
+def train(
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Registered model name (see `fakelens models`).")
+    ] = None,
+    data: DataOption = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Epochs to train in total (a resumed run counts finished ones).")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Training batch size.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
+    val_fraction: Annotated[
+        float | None, typer.Option(help="Share of train/ held out for validation.")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Drives the split, the shuffles and the weight init.")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Train on a balanced subset of this many train/ images.")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Run name [default: the model name].")] = None,
+    runs_dir: Annotated[Path | None, typer.Option(help="Where run directories go [default: runs].")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Train a model into runs/<name>/; the same command again resumes an unfinished run."""
+    from fakelens.data.layout import resolve_data_path
+    from fakelens.training import train as run_training
+
+    given = {
+        "model": model,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "val_fraction": val_fraction,
+        "seed": seed,
+        "limit": limit,
+        "name": name,
+        "runs_dir": runs_dir,
+    }
+    config = TrainConfig(
+        **{f.name: given[f.name] for f in fields(TrainConfig) if given.get(f.name) is not None}
+    )
+    result = run_training(config, resolve_data_path(data), quiet=quiet)
+    meta = result.metadata
+    if result.resumed_from_epoch:
+        out.print(f"Resumed from epoch {result.resumed_from_epoch}.")
+    out.print(
+        f"Trained {config.model} for {meta['epochs']} epochs on {meta['train_images']:,} images "
+        f"({meta['train_seconds_total']:.0f} s, median {meta['images_per_second_median']:,.0f} images/s); "
+        f"validation accuracy {result.history['val_accuracy'][-1]:.4f} on {meta['val_images']:,} images."
+    )
+    out.print(f"Results saved to {result.run.root}")
+
+
+@app.command()
+@usage_errors
+def evaluate(
+    model: Annotated[str, typer.Argument(help="A .keras file saved by fakelens, or a shipped model's name.")],
+    data: DataOption = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Where metrics.json and plots go [default: runs/evaluate/<model name>]."
+        ),
+    ] = None,
+    trust_model: TrustModel = False,
+    quiet: Quiet = False,
+) -> None:
+    """Metrics on the official test split and on the dedup test (test copies of train images removed)."""
+    from fakelens.data.layout import resolve_data_path
+    from fakelens.evaluation.evaluate import evaluate as run_evaluation
+
+    detector = _detector(model, trust_model)
+    result = run_evaluation(
+        detector, resolve_data_path(data), out_dir or Path("runs/evaluate") / detector.name, quiet=quiet
+    )
+    out.print(metrics_table(result.metrics))
+    out.print(
+        f"Removed from the dedup test as leaked from train: {result.metrics['removed_as_leaked']:,} images."
+    )
+    out.print(f"Results saved to {result.out_dir}")
+
+
+def metrics_table(metrics: dict[str, Any]) -> Table:
+    sets = [name for name in ("test", "dedup_test") if name in metrics]
+    table = Table(title=f"{metrics['model']} (threshold {metrics[sets[0]]['threshold']:.3f})")
+    table.add_column("metric")
+    for name in sets:
+        table.add_column(f"{name} ({metrics[name]['count']:,})", justify="right")
+    rows = [("accuracy", lambda m: m["accuracy"]), ("AUROC", lambda m: m["auroc"])]
+    for cls in ("ai", "real"):
+        rows += [
+            (f"{key} ({cls})", lambda m, c=cls, k=key: m[c][k])
+            for key in ("precision", "recall", "f1", "average_precision")
+        ]
+    for label, get in rows:
+        table.add_row(label, *(f"{get(metrics[name]):.4f}" for name in sets))
+    return table
+
+
+@app.command("models")
+def list_models() -> None:
+    """List the registered architectures and the shipped models."""
+    from fakelens.models import available_models
+    from fakelens.weights import DEFAULT_MODEL, shipped_models
+
+    table = Table(title="Registered architectures")
+    table.add_column("name")
+    table.add_column("description")
+    for name, description in available_models().items():
+        table.add_row(name, description)
+    out.print(table)
+    shipped = [f"{n} (default)" if n == DEFAULT_MODEL else n for n in shipped_models()]
+    out.print(f"Shipped models: {', '.join(shipped) or 'none'}")
+
+
+@data_app.command("info")
+@usage_errors
+def data_info(
+    path: Annotated[Path | None, typer.Argument(help="Folder or zip [default: as for --data].")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Counts, classes, image sizes, formats, duplicates, and duplicates shared by train and test."""
+    from fakelens.data.info import dataset_info
+    from fakelens.data.layout import resolve_data_path
+
+    info = dataset_info(resolve_data_path(path), quiet=quiet)
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    table = Table(title=info["path"])
+    for column in ("split", "real", "ai", "total"):
+        table.add_column(column, justify="right" if column != "split" else "left")
+    for split, counts in info["counts"].items():
+        table.add_row(split, f"{counts['real']:,}", f"{counts['ai']:,}", f"{sum(counts.values()):,}")
+    out.print(table)
+    out.print(f"Image sizes (most common): {info['sizes']}")
+    out.print(f"Formats: {info['formats']}")
+    out.print(
+        f"Byte-identical groups: {info['duplicate_groups']:,} ({info['duplicate_files']:,} files); "
+        f"groups shared by train and test: {info['groups_across_train_and_test']:,} "
+        f"({info['test_files_also_in_train']:,} test files also in train)"
+    )
+    for name, reason in list(info["unreadable"].items())[:20]:
+        err.print(f"[red]unreadable:[/] {name}: {reason}", highlight=False)
+
+
+@data_app.command("download")
+@usage_errors
+def data_download(
+    to: Annotated[
+        Path | None, typer.Option("--to", help="Folder to download into [default: kagglehub's cache].")
+    ] = None,
+) -> None:
+    """Download CIFAKE from Kaggle with kagglehub and print where it is."""
+    from fakelens.config import DATA_ENV
+    from fakelens.data.download import download_cifake
+
+    path = download_cifake(to)
+    out.print(f"CIFAKE is at {path}\nUse it with --data {path}, or export {DATA_ENV}={path}")
+
+
+@data_app.command("show")
+@usage_errors
+def data_show(
+    path: Annotated[Path | None, typer.Argument(help="Folder or zip [default: as for --data].")] = None,
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")] = Path("grid.png"),
+    split: Annotated[str, typer.Option(help="train or test.")] = "train",
+    count: Annotated[int, typer.Option(help="Images in the grid.")] = 32,
+    seed: Annotated[int, typer.Option(help="Which images are drawn.")] = 0,
+) -> None:
+    """Save a labelled grid of randomly drawn images (the notebook's batch view)."""
+    from fakelens.data.layout import resolve_data_path
+    from fakelens.data.preview import preview_grid
+
+    written = preview_grid(resolve_data_path(path), out_path, split=split, count=count, seed=seed)
+    out.print(f"Results saved to {written}")

@@ -1,0 +1,1 @@
+"""Reading data: sources (folder, zip), safe decoding, cached arrays, leakage-free splits."""

@@ -1,0 +1,128 @@
+"""Safe decoding of one untrusted image into an RGB uint8 array.
+
+Every failure becomes an `ImageDecodeError` naming the file and the reason: empty, unreadable,
+not an image, truncated or corrupt, too many pixels. Pillow reads the header first, so the
+pixel limit is enforced before any pixel data is decoded.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from fakelens.config import MAX_FILE_BYTES, MAX_PIXELS
+from fakelens.errors import ImageDecodeError
+
+ImageInput = str | os.PathLike[str] | bytes
+
+_WHITE = (255, 255, 255)
+
+
+def read_file_bytes(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """Read a whole file, refusing directories, unreadable files and files over `max_bytes`."""
+    try:
+        size = os.stat(path).st_size
+        if size > max_bytes:
+            raise ImageDecodeError(path, f"file is {size:,} bytes, over the {max_bytes:,}-byte limit")
+        with open(path, "rb") as handle:
+            return handle.read()
+    except IsADirectoryError:
+        raise ImageDecodeError(path, "is a directory, not an image file") from None
+    except FileNotFoundError:
+        raise ImageDecodeError(path, "file not found (or a dangling link)") from None
+    except PermissionError:
+        raise ImageDecodeError(path, "permission denied") from None
+    except OSError as exc:
+        raise ImageDecodeError(path, f"cannot read file: {exc.strerror or exc}") from None
+
+
+def decode_image(
+    data: ImageInput,
+    *,
+    name: str | None = None,
+    max_pixels: int = MAX_PIXELS,
+    draft_size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Decode `data` (a path or the file's bytes) to an (H, W, 3) uint8 RGB array.
+
+    EXIF orientation is applied; grey, palette, alpha, CMYK and 16-bit images become RGB with
+    alpha composited on white; animated images are judged on their first frame. `draft_size`
+    lets JPEG decoding skip detail that a later resize to that size would throw away.
+    """
+    if isinstance(data, bytes):
+        label = name or "<bytes>"
+        raw = data
+    else:
+        label = name or str(data)
+        raw = read_file_bytes(data)
+    if not raw:
+        raise ImageDecodeError(label, "file is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            # Our own pixel limit below replaces Pillow's bomb warning.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(raw)) as image:
+                width, height = image.size
+                if width < 1 or height < 1:
+                    raise ImageDecodeError(label, f"image has no pixels ({width}x{height})")
+                if width * height > max_pixels:
+                    raise ImageDecodeError(
+                        label,
+                        f"image is {width}x{height} = {width * height:,} pixels, over the "
+                        f"{max_pixels:,}-pixel limit (raise max_pixels if it is genuine)",
+                    )
+                if draft_size is not None and image.format == "JPEG":
+                    image.draft("RGB", draft_size)
+                image.load()
+                return to_rgb_array(ImageOps.exif_transpose(image))
+    except ImageDecodeError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageDecodeError(label, "not a recognised image format") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(label, f"decompression bomb refused: {exc}") from None
+    except (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError, KeyError) as exc:
+        # Pillow signals truncated and corrupt data with any of these, depending on the codec.
+        raise ImageDecodeError(label, f"corrupt or truncated image data ({exc})") from None
+
+
+def to_rgb_array(image: Image.Image) -> np.ndarray:
+    """Convert any Pillow mode to an (H, W, 3) uint8 RGB array."""
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit (or 32-bit integer) grey: scale the 0..65535 range down to 0..255.
+        grey = np.asarray(image, dtype=np.float64)
+        scaled = np.clip(np.rint(grey / 257.0), 0, 255).astype(np.uint8)
+        return np.repeat(scaled[..., None], 3, axis=2)
+    if image.mode == "F":
+        grey = np.clip(np.rint(np.asarray(image, dtype=np.float64)), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        image.mode == "P" and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*_WHITE, 255))
+        image = Image.alpha_composite(background, rgba)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def resize_to(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an (H, W, 3) uint8 array to `size` = (height, width) with antialiasing.
+
+    The single resize used by caching, training and inference, so that a model sees images
+    prepared the same way everywhere.
+    """
+    height, width = size
+    if array.shape[:2] == (height, width):
+        return array
+    resized = Image.fromarray(array).resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.uint8)
+
+
+def load_image(data: ImageInput, size: tuple[int, int], *, name: str | None = None) -> np.ndarray:
+    """Decode and resize in one call: what the data pipeline and the detector both need."""
+    return resize_to(decode_image(data, name=name, draft_size=(size[1], size[0])), size)

@@ -1,0 +1,179 @@
+"""Where images come from: a folder or a zip, read in place, and the Kaggle CIFAKE layout.
+
+A source lists its files by relative name and reads their bytes; nothing is extracted to disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from fakelens.config import CHECKOUT_DATA, DATA_ENV, IMAGE_SUFFIXES, KAGGLE_HANDLE, MAX_FILE_BYTES
+from fakelens.data.decode import read_file_bytes
+from fakelens.errors import DatasetLayoutError, ImageDecodeError
+
+#: Kaggle folder names -> the labels users see.
+FOLDER_LABELS = {"FAKE": "ai", "REAL": "real"}
+SPLITS = ("train", "test")
+
+
+class ImageSource:
+    """A folder or zip of files, listed by relative POSIX name."""
+
+    path: Path
+
+    def names(self) -> list[str]:
+        """Relative names of every file, sorted."""
+        raise NotImplementedError
+
+    def read(self, name: str) -> bytes:
+        """The bytes of one file; `ImageDecodeError` naming it if it cannot be read."""
+        raise NotImplementedError
+
+    def display_name(self, name: str) -> str:
+        """How a file is named in results and errors: the source path joined with `name`."""
+        return str(self.path / name)
+
+    def fingerprint(self) -> str:
+        """A cheap hash of the listing (names, sizes, checksums or mtimes): the cache key."""
+        raise NotImplementedError
+
+
+class FolderSource(ImageSource):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def names(self) -> list[str]:
+        found = []
+        for dirpath, _dirs, files in os.walk(self.path, followlinks=False):
+            for file in files:
+                found.append(Path(dirpath, file).relative_to(self.path).as_posix())
+        return sorted(found)
+
+    def read(self, name: str) -> bytes:
+        return read_file_bytes(self.path / name)
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for name in self.names():
+            try:
+                stat = (self.path / name).stat()
+                digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            except OSError:
+                digest.update(f"{name}\0unreadable\n".encode())
+        return digest.hexdigest()
+
+
+class ZipSource(ImageSource):
+    """Reads members straight from the archive. Member names are only ever used as keys, so
+    names such as `../x.jpg` cannot write anywhere."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._zip = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise DatasetLayoutError(f"{path}: not a readable zip file ({exc})") from None
+        self._infos = {info.filename: info for info in self._zip.infolist() if not info.is_dir()}
+
+    def names(self) -> list[str]:
+        return sorted(self._infos)
+
+    def read(self, name: str) -> bytes:
+        info = self._infos.get(name)
+        if info is None:
+            raise ImageDecodeError(self.display_name(name), "no such member in the zip")
+        if info.file_size > MAX_FILE_BYTES:
+            raise ImageDecodeError(
+                self.display_name(name),
+                f"zip member claims {info.file_size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit",
+            )
+        try:
+            with self._zip.open(info) as member:
+                return member.read()  # stops at the size checked above
+        except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError) as exc:
+            raise ImageDecodeError(self.display_name(name), f"cannot read zip member: {exc}") from None
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for name in self.names():
+            info = self._infos[name]
+            digest.update(f"{name}\0{info.file_size}\0{info.CRC}\n".encode())
+        return digest.hexdigest()
+
+
+def open_source(path: str | os.PathLike[str]) -> ImageSource:
+    """Open a folder or a zip file as an image source."""
+    path = Path(path)
+    if path.is_dir():
+        return FolderSource(path)
+    if path.is_file():
+        if zipfile.is_zipfile(path):
+            return ZipSource(path)
+        raise DatasetLayoutError(f"{path}: expected a folder or a .zip file, got another kind of file")
+    raise DatasetLayoutError(f"{path}: no such folder or zip file")
+
+
+def is_image_name(name: str) -> bool:
+    return PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+@dataclass(frozen=True)
+class LabelledImage:
+    """One file of a Kaggle-layout data set."""
+
+    name: str  # relative name inside the source
+    split: str  # "train" or "test"
+    label: str  # "ai" or "real"
+
+
+def kaggle_entries(source: ImageSource) -> list[LabelledImage]:
+    """Every image under `[prefix/]train|test/REAL|FAKE/`, in sorted order.
+
+    A leading folder (as kagglehub and many zips add) is accepted, provided all entries share it.
+    """
+    entries = []
+    prefixes = set()
+    for name in source.names():
+        parts = PurePosixPath(name).parts
+        if len(parts) < 3 or not is_image_name(name):
+            continue
+        split, folder = parts[-3], parts[-2]
+        if split in SPLITS and folder in FOLDER_LABELS:
+            prefixes.add(parts[:-3])
+            entries.append(LabelledImage(name, split, FOLDER_LABELS[folder]))
+    if not entries:
+        raise DatasetLayoutError(
+            f"{source.path}: found no images under train/REAL, train/FAKE, test/REAL, test/FAKE. "
+            f"Point --data at the CIFAKE folder or zip (`fakelens data download` fetches it)."
+        )
+    if len(prefixes) > 1:
+        shown = ", ".join(sorted("/".join(p) or "." for p in prefixes))
+        raise DatasetLayoutError(
+            f"{source.path}: found the train/test layout under several folders ({shown}); "
+            "point --data at one of them."
+        )
+    counts = Counter((e.split, e.label) for e in entries)
+    missing = [f"{s}/{f}" for s in SPLITS for f, lab in FOLDER_LABELS.items() if not counts[(s, lab)]]
+    if missing:
+        raise DatasetLayoutError(f"{source.path}: no images in {', '.join(missing)}")
+    return entries
+
+
+def resolve_data_path(path: str | os.PathLike[str] | None) -> Path:
+    """The data path given, else $FAKELENS_DATA, else the copy beside this checkout."""
+    if path is not None:
+        return Path(path)
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV])
+    if CHECKOUT_DATA.exists():
+        return CHECKOUT_DATA
+    raise DatasetLayoutError(
+        "no data path given and CIFAKE was not found. Either run `fakelens data download` "
+        f"(kagglehub, dataset {KAGGLE_HANDLE}) and set ${DATA_ENV} to the folder it prints, "
+        f"or pass --data pointing at a folder or zip laid out as train|test/REAL|FAKE."
+    )

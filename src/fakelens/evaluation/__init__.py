@@ -1,0 +1,1 @@
+"""Metrics and the evaluation of a detector on a labelled test set."""

@@ -1,0 +1,161 @@
+"""`Detector`: a model plus its card, from image paths, bytes or arrays to result records."""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fakelens.config import InferenceConfig
+from fakelens.data.decode import ImageInput, load_image, resize_to
+from fakelens.errors import ImageDecodeError, ModelLoadError
+from fakelens.models.card import ModelCard
+
+Input = ImageInput | np.ndarray
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One result record: `error` is None, or why this input could not be scored."""
+
+    path: str
+    label: str | None
+    ai_probability: float | None
+    model: str
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Detector:
+    """Scores images: P(AI) per image, calibrated and thresholded by the model's card."""
+
+    def __init__(self, model: Any, card: ModelCard, *, batch_size: int | None = None) -> None:
+        self.model = model
+        self.card = card
+        self.batch_size = batch_size or InferenceConfig.batch_size
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], *, trust: bool = False, batch_size: int | None = None
+    ) -> Detector:
+        from fakelens.models.saving import load_model
+
+        model, card = load_model(path, trust=trust)
+        return cls(model, card, batch_size=batch_size)
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    def prepare(self, item: Input, name: str | None = None) -> np.ndarray:
+        """Decode (if needed) and resize one input to the model's input size."""
+        if isinstance(item, np.ndarray):
+            if item.ndim != 3 or item.shape[2] != 3 or item.dtype != np.uint8:
+                raise ImageDecodeError(
+                    name or "<array>",
+                    f"expected an (H, W, 3) uint8 RGB array; received shape {item.shape}, dtype {item.dtype}",
+                )
+            return resize_to(item, self.card.input_size)
+        return load_image(item, self.card.input_size, name=name)
+
+    def predict_batch(self, images: np.ndarray) -> np.ndarray:
+        """P(AI) for a batch of prepared (N, H, W, 3) uint8 images at the model's input size."""
+        if len(images) == 0:
+            return np.zeros(0)
+        raw = [
+            np.asarray(self.model.predict_on_batch(images[start : start + self.batch_size]))
+            for start in range(0, len(images), self.batch_size)
+        ]
+        return self.card.ai_probability(np.concatenate(raw))
+
+    def records(self, names: Sequence[str], images: np.ndarray) -> list[Prediction]:
+        """Result records for prepared images."""
+        probabilities = self.predict_batch(images)
+        labels = self.card.labels(probabilities)
+        return [
+            Prediction(name, str(label), float(p), self.name)
+            for name, label, p in zip(names, labels, probabilities)
+        ]
+
+    def failure(self, name: str, reason: str) -> Prediction:
+        return Prediction(name, None, None, self.name, reason)
+
+    def predict(self, inputs: Iterable[Input] | Input, *, workers: int | None = None) -> list[Prediction]:
+        """Score paths, file bytes or uint8 arrays; a bad input gets a record with `error` set."""
+        if isinstance(inputs, (str, bytes, os.PathLike, np.ndarray)):
+            inputs = [inputs]
+        items = list(inputs)
+        names = [_describe(item, i) for i, item in enumerate(items)]
+        stream = self.score_stream(names, lambda i: self.prepare(items[i], names[i]), workers=workers)
+        return [record for batch in stream for record in batch]
+
+    def score_stream(
+        self,
+        names: Sequence[str],
+        load: Callable[[int], np.ndarray],
+        *,
+        workers: int | None = None,
+        batches_ahead: int = 2,
+    ) -> Iterator[list[Prediction]]:
+        """Yield records batch by batch; `load(i)` prepares input i or raises ImageDecodeError.
+
+        Decoding runs in a thread pool `batches_ahead` batches in front of the model, so reading
+        files and inference overlap (both release the GIL).
+        """
+        batches = [
+            range(s, min(s + self.batch_size, len(names))) for s in range(0, len(names), self.batch_size)
+        ]
+        with ThreadPoolExecutor(max_workers=workers or InferenceConfig.workers) as pool:
+            pending: deque = deque()
+            for batch in batches:
+                pending.append((batch, [pool.submit(_attempt, load, i) for i in batch]))
+                if len(pending) > batches_ahead:
+                    yield self._score(names, *pending.popleft())
+            while pending:
+                yield self._score(names, *pending.popleft())
+
+    def _score(self, names: Sequence[str], batch: range, futures: list[Future]) -> list[Prediction]:
+        prepared = [future.result() for future in futures]
+        good = [i for i, item in zip(batch, prepared) if isinstance(item, np.ndarray)]
+        images = [item for item in prepared if isinstance(item, np.ndarray)]
+        scored = dict(zip(good, self.records([names[i] for i in good], np.stack(images)))) if good else {}
+        return [
+            scored[i] if i in scored else self.failure(names[i], item) for i, item in zip(batch, prepared)
+        ]
+
+
+def _attempt(load: Callable[[int], np.ndarray], index: int) -> np.ndarray | str:
+    """The prepared image, or the reason it could not be prepared."""
+    try:
+        return load(index)
+    except ImageDecodeError as exc:
+        return exc.reason
+
+
+def _describe(item: Input, index: int) -> str:
+    if isinstance(item, (str, os.PathLike)):
+        return str(item)
+    return f"<{'array' if isinstance(item, np.ndarray) else 'bytes'} {index}>"
+
+
+def load_detector(
+    path_or_name: str | os.PathLike[str], *, trust: bool = False, batch_size: int | None = None
+) -> Detector:
+    """Load a detector from a `.keras` file saved by fakelens, or the name of a shipped model."""
+    from fakelens.weights import shipped_model_path
+
+    path = Path(path_or_name)
+    if not path.exists():
+        shipped = shipped_model_path(str(path_or_name))
+        if shipped is None:
+            raise ModelLoadError(f"{path_or_name}: no such model file or shipped model name")
+        path = shipped
+    return Detector.load(path, trust=trust, batch_size=batch_size)

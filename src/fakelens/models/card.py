@@ -1,0 +1,62 @@
+"""The model card: the preprocessing and decision contract that travels with the weights."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+
+_EPS = 1e-7
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Everything needed to turn a model's raw output into a verdict.
+
+    `output` says what the sigmoid means. The original notebook's model outputs P(REAL)
+    (Keras' alphabetical classes: FAKE=0, REAL=1); `ai_probability` is the single place where
+    that becomes the P(AI) users see.
+    """
+
+    name: str
+    architecture: str
+    input_size: tuple[int, int] = (32, 32)
+    output: Literal["p_real", "p_ai"] = "p_real"
+    #: Label "ai" when ai_probability >= threshold.
+    threshold: float = 0.5
+    #: Temperature applied to the logit before the sigmoid (1.0 = uncalibrated).
+    temperature: float = 1.0
+    #: Measured figures, free-form, e.g. {"test": {"accuracy": ...}}.
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def ai_probability(self, raw: np.ndarray) -> np.ndarray:
+        """Map raw sigmoid outputs to calibrated P(AI) in [0, 1]."""
+        p = np.clip(np.asarray(raw, dtype=np.float64).reshape(-1), _EPS, 1 - _EPS)
+        if self.output == "p_real":
+            p = 1.0 - p
+        if self.temperature != 1.0:
+            logit = np.log(p) - np.log1p(-p)
+            p = 1.0 / (1.0 + np.exp(-logit / self.temperature))
+        return p
+
+    def training_target(self, is_ai: np.ndarray) -> np.ndarray:
+        """The 0/1 target the model is trained on, in its own output convention."""
+        is_ai = np.asarray(is_ai, dtype=np.float32)
+        return 1.0 - is_ai if self.output == "p_real" else is_ai
+
+    def labels(self, ai_probability: np.ndarray) -> np.ndarray:
+        return np.where(np.asarray(ai_probability) >= self.threshold, "ai", "real")
+
+    def with_updates(self, **changes: Any) -> ModelCard:
+        return replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelCard:
+        data = json.loads(text)
+        data["input_size"] = tuple(data["input_size"])
+        return cls(**data)

@@ -1,0 +1,71 @@
+"""Models by name: `create_model("seed")` builds a fresh, compiled Keras model and its card."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+
+from fakelens.models.card import ModelCard
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered architecture: its builder and the training defaults it was tuned with."""
+
+    name: str
+    description: str
+    build: Callable[..., keras.Model]
+    output: str = "p_real"
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(name: str, description: str, output: str = "p_real"):
+    """Decorator adding a builder `fn(input_size) -> keras.Model` to the registry."""
+
+    def decorator(build: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = ModelSpec(name, description, build, output)
+        return build
+
+    return decorator
+
+
+def available_models() -> dict[str, str]:
+    """Registered names -> one-line descriptions."""
+    return {name: spec.description for name, spec in sorted(_REGISTRY.items())}
+
+
+def get_spec(name: str) -> ModelSpec:
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"Unknown model {name!r}.{hint} Available: {', '.join(sorted(_REGISTRY))}.")
+    return _REGISTRY[name]
+
+
+def create_model(
+    name: str,
+    *,
+    input_size: tuple[int, int] = (32, 32),
+    learning_rate: float = 1e-3,
+    steps_per_execution: int = 1,
+    **overrides: Any,
+) -> tuple[keras.Model, ModelCard]:
+    """Build and compile model `name`; `None` overrides keep the builder's defaults."""
+    spec = get_spec(name)
+    model = spec.build(input_size=input_size, **{k: v for k, v in overrides.items() if v is not None})
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss="binary_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=steps_per_execution,
+    )
+    card = ModelCard(name=name, architecture=name, input_size=input_size, output=spec.output)
+    return model, card

@@ -1,0 +1,62 @@
+"""Save and load a model with its card, as one `.keras` file, atomically and in safe mode.
+
+The card is stored as an extra member of the `.keras` zip, which Keras ignores, so the file
+still loads with plain `keras.saving.load_model`.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import keras
+
+from fakelens.errors import ModelLoadError
+from fakelens.fsutil import atomic_path
+from fakelens.models.card import ModelCard
+
+CARD_MEMBER = "fakelens_card.json"
+
+
+def save_model(model: keras.Model, card: ModelCard, path: str | os.PathLike[str]) -> Path:
+    """Write `model` and `card` to `path` (a `.keras` file); never leaves a half-written file."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"model files end in .keras; received {path}")
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+        with zipfile.ZipFile(tmp, "a") as archive:
+            archive.writestr(CARD_MEMBER, card.to_json())
+    return path
+
+
+def read_card(path: str | os.PathLike[str]) -> ModelCard:
+    """The card of a saved model, without loading the weights."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return ModelCard.from_json(archive.read(CARD_MEMBER).decode("utf-8"))
+    except KeyError:
+        raise ModelLoadError(
+            f"{path}: this .keras file has no fakelens model card; train or export models with "
+            "fakelens so that the card (input size, output meaning, threshold) travels with them."
+        ) from None
+    except (zipfile.BadZipFile, OSError, ValueError, TypeError) as exc:
+        raise ModelLoadError(f"{path}: not a readable fakelens .keras model ({exc})") from None
+
+
+def load_model(path: str | os.PathLike[str], *, trust: bool = False) -> tuple[keras.Model, ModelCard]:
+    """Load a model saved by `save_model`.
+
+    Keras' safe mode refuses Lambda layers and other code embedded in the file; `trust=True`
+    lifts that, for files from a source the user trusts.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: no such model file")
+    card = read_card(path)
+    try:
+        model = keras.saving.load_model(path, safe_mode=not trust)
+    except Exception as exc:  # Keras raises many types for bad, unsafe or foreign files
+        raise ModelLoadError(f"{path}: Keras could not load the model: {exc}") from None
+    return model, card

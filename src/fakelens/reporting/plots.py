@@ -1,0 +1,91 @@
+"""Figures as PNG files, written atomically, with a headless backend."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from fakelens.fsutil import atomic_path
+
+
+def save_figure(figure: plt.Figure, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+    plt.close(figure)
+    return path
+
+
+def plot_history(history: dict[str, list[float]], out_dir: Path) -> list[Path]:
+    """loss.png and accuracy.png: training and validation curves per epoch."""
+    written = []
+    for metric in ("loss", "accuracy"):
+        if metric not in history:
+            continue
+        figure, axis = plt.subplots(figsize=(6, 4))
+        epochs = np.arange(1, len(history[metric]) + 1)
+        axis.plot(epochs, history[metric], marker="o", label="train")
+        if f"val_{metric}" in history:
+            axis.plot(epochs, history[f"val_{metric}"], marker="o", label="validation")
+        axis.set(xlabel="epoch", ylabel=metric, title=f"{metric} per epoch")
+        axis.grid(alpha=0.3)
+        axis.legend()
+        written.append(save_figure(figure, out_dir / f"{metric}.png"))
+    return written
+
+
+def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], path: Path) -> Path:
+    """ROC curves for "ai" as the positive class; `curves` maps a name to (fpr, tpr, auroc)."""
+    figure, axis = plt.subplots(figsize=(5, 5))
+    for name, (fpr, tpr, auroc) in curves.items():
+        axis.plot(fpr, tpr, label=f"{name} (AUROC {auroc:.4f})")
+    axis.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+    axis.set(
+        xlabel="false positive rate (real flagged as AI)",
+        ylabel="true positive rate (AI caught)",
+        title="ROC",
+    )
+    axis.grid(alpha=0.3)
+    axis.legend(loc="lower right")
+    return save_figure(figure, path)
+
+
+def plot_confusion(
+    matrix: np.ndarray, labels: Sequence[str], path: Path, title: str = "Confusion matrix"
+) -> Path:
+    """Counts with row-normalised shading; rows are the truth, columns the prediction."""
+    matrix = np.asarray(matrix)
+    figure, axis = plt.subplots(figsize=(4.5, 4))
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (row, col), count in np.ndenumerate(matrix):
+        axis.text(
+            col,
+            row,
+            f"{count:,}\n{shares[row, col]:.1%}",
+            ha="center",
+            va="center",
+            color="white" if shares[row, col] > 0.5 else "black",
+        )
+    axis.set_xticks(range(len(labels)), labels)
+    axis.set_yticks(range(len(labels)), labels)
+    axis.set(xlabel="predicted", ylabel="true", title=title)
+    return save_figure(figure, path)
+
+
+def plot_image_grid(images: np.ndarray, captions: Sequence[str], path: Path, columns: int = 8) -> Path:
+    """A grid of images, each titled with its caption (the notebook's batch view)."""
+    rows = max(1, math.ceil(len(images) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.4, rows * 1.6))
+    for axis in np.ravel(axes):
+        axis.axis("off")
+    for axis, image, caption in zip(np.ravel(axes), images, captions):
+        axis.imshow(image, interpolation="nearest")
+        axis.set_title(caption, fontsize=8)
+    return save_figure(figure, path)

@@ -1,0 +1,104 @@
+"""Scan a folder or zip: score every image, stream one row per file to CSV or JSONL."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from fakelens.data.layout import ImageSource, is_image_name, open_source
+from fakelens.inference import Detector, Prediction
+from fakelens.progress import progress_bar
+
+COLUMNS = ("path", "label", "ai_probability", "model", "error")
+FORMATS = (".csv", ".jsonl")
+
+
+@dataclass
+class ScanSummary:
+    out: Path
+    scored: int = 0
+    ai: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    #: Files not scanned because their names do not end like an image (.txt, .json, ...).
+    not_images: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return (self.scored + len(self.failures)) / self.seconds if self.seconds else 0.0
+
+
+class ResultWriter:
+    """Writes result rows to `<out>.partial`; `commit()` moves it to `out` when complete."""
+
+    def __init__(self, out: Path) -> None:
+        if out.suffix.lower() not in FORMATS:
+            raise ValueError(f"--out must end in {' or '.join(FORMATS)}; received {out}")
+        self.out = out
+        self.partial = out.with_name(out.name + ".partial")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self._file: TextIO = open(self.partial, "w", encoding="utf-8", newline="")
+        self._csv = None
+        if out.suffix.lower() == ".csv":
+            self._csv = csv.DictWriter(self._file, fieldnames=COLUMNS)
+            self._csv.writeheader()
+
+    def write(self, records: Iterable[Prediction]) -> None:
+        for record in records:
+            row = record.to_dict()
+            if self._csv is not None:
+                self._csv.writerow(row)
+            else:
+                self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._file.flush()
+
+    def commit(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self.partial, self.out)
+
+    def abandon(self) -> None:
+        self._file.close()
+
+
+def scan(
+    detector: Detector, source_path: Path, out: Path, *, workers: int | None = None, quiet: bool = False
+) -> ScanSummary:
+    """Score every image file in `source_path` (folder, recursively, or zip) into `out`."""
+    source = open_source(source_path)
+    names = source.names()
+    images = [name for name in names if is_image_name(name)]
+    summary = ScanSummary(out=out, not_images=[source.display_name(n) for n in names if not is_image_name(n)])
+    display = [source.display_name(name) for name in images]
+    writer = ResultWriter(out)
+    began = time.perf_counter()
+    try:
+        with progress_bar(f"Scanning {len(images):,} images", len(images), quiet=quiet) as advance:
+            for batch in detector.score_stream(
+                display, _loader(detector, source, images, display), workers=workers
+            ):
+                writer.write(batch)
+                for record in batch:
+                    if record.error is None:
+                        summary.scored += 1
+                        summary.ai += record.label == "ai"
+                    else:
+                        summary.failures.append((record.path, record.error))
+                advance(len(batch))
+        writer.commit()
+    except BaseException:
+        writer.abandon()
+        raise
+    summary.seconds = time.perf_counter() - began
+    return summary
+
+
+def _loader(detector: Detector, source: ImageSource, names: list[str], display: list[str]):
+    return lambda i: detector.prepare(source.read(names[i]), display[i])

@@ -1,0 +1,227 @@
+"""Training runs: a run directory, atomic per-epoch checkpoints, resume after a kill.
+
+`runs/<name>/` holds config.json, run.json (versions, git commit, data hash, seed, timing),
+history.json, checkpoints/epoch_NNN.keras, logs/ (TensorBoard), loss.png, accuracy.png and,
+once finished, model.keras. Running the same command again continues an unfinished run
+from its last finished epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from fakelens.config import TrainConfig
+from fakelens.data.cache import DecodedSet
+from fakelens.data.dataset import load_labelled, train_val
+from fakelens.data.pipeline import array_dataset
+from fakelens.errors import RunConfigError
+from fakelens.fsutil import write_json_atomic
+from fakelens.models import ModelCard, create_model
+from fakelens.models.saving import load_model, save_model
+
+#: Config fields that must match for a run to be continued (epochs may grow).
+_RESUME_KEYS = ("model", "batch_size", "learning_rate", "val_fraction", "seed", "limit", "data_key")
+_CHECKPOINT = re.compile(r"epoch_(\d{3,})\.keras$")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+
+    config = property(lambda self: self.root / "config.json")
+    metadata = property(lambda self: self.root / "run.json")
+    history = property(lambda self: self.root / "history.json")
+    checkpoints = property(lambda self: self.root / "checkpoints")
+    logs = property(lambda self: self.root / "logs")
+    model = property(lambda self: self.root / "model.keras")
+
+    def checkpoint(self, epoch: int) -> Path:
+        return self.checkpoints / f"epoch_{epoch:03d}.keras"
+
+    def latest_checkpoint(self) -> tuple[int, Path] | None:
+        found = [
+            (int(m.group(1)), p)
+            for p in self.checkpoints.glob("epoch_*.keras")
+            if (m := _CHECKPOINT.search(p.name))
+        ]
+        return max(found) if found else None
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run: RunDir
+    model_path: Path
+    resumed_from_epoch: int
+    history: dict[str, list[float]]
+    metadata: dict[str, Any]
+
+
+def choose_run_dir(config: TrainConfig, data_key: str) -> tuple[RunDir, dict[str, Any]]:
+    """The run directory for this command: the unfinished run it continues, or a new one.
+
+    A finished run of the same name is never overwritten: a new `<name>-2`, `-3`... is used.
+    """
+    base = config.name or config.model
+    wanted = _config_record(config, data_key)
+    for suffix in range(1, 10_000):
+        run = RunDir(config.runs_dir / (base if suffix == 1 else f"{base}-{suffix}"))
+        if not run.config.exists():
+            return run, wanted
+        if run.model.exists():
+            continue
+        saved = json.loads(run.config.read_text(encoding="utf-8"))
+        differing = [k for k in _RESUME_KEYS if saved.get(k) != wanted.get(k)]
+        if differing:
+            details = ", ".join(f"{k}: {saved.get(k)!r} -> {wanted.get(k)!r}" for k in differing)
+            raise RunConfigError(
+                f"{run.root} holds an unfinished run with other settings ({details}). "
+                "Repeat its original command to resume it, or pass --name to start a new run."
+            )
+        return run, wanted
+    raise RunConfigError(f"too many runs named {base!r} in {config.runs_dir}")
+
+
+def _config_record(config: TrainConfig, data_key: str) -> dict[str, Any]:
+    record = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+    record["data_key"] = data_key
+    return record
+
+
+class _EpochRecorder(keras.callbacks.Callback):
+    """After every epoch: an atomic checkpoint, then history.json, so the two always agree."""
+
+    def __init__(
+        self, run: RunDir, card: ModelCard, history: dict[str, list[float]], train_count: int
+    ) -> None:
+        super().__init__()
+        self.run, self.card, self.history, self.train_count = run, card, history, train_count
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        seconds = time.perf_counter() - self._start
+        save_model(self.model, self.card, self.run.checkpoint(epoch + 1))
+        for key, value in {
+            **(logs or {}),
+            "epoch_seconds": seconds,
+            "images_per_second": self.train_count / seconds,
+        }.items():
+            self.history.setdefault(key, []).append(float(value))
+        write_json_atomic(self.run.history, self.history)
+
+
+def train(config: TrainConfig, data_path: Path, *, quiet: bool = False) -> TrainResult:
+    """Train `config.model` on the Kaggle-layout data at `data_path`; see the module docstring."""
+    _, card = create_model(config.model)  # validates the name before any slow work
+    data = load_labelled(data_path, card.input_size, quiet=quiet)
+    train_set, val_set = train_val(data, config.val_fraction, config.seed, config.limit)
+    run, record = choose_run_dir(config, data.key)
+    run.root.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run.config, record)
+
+    keras.utils.set_random_seed(config.seed)
+    model, card = create_model(
+        config.model,
+        input_size=card.input_size,
+        learning_rate=config.learning_rate,
+        steps_per_execution=config.steps_per_execution,
+    )
+    history: dict[str, list[float]] = {}
+    start_epoch = 0
+    latest = run.latest_checkpoint()
+    if latest is not None:
+        start_epoch, path = latest
+        model, card = load_model(path)
+        saved = json.loads(run.history.read_text(encoding="utf-8")) if run.history.exists() else {}
+        history = {k: v[:start_epoch] for k, v in saved.items()}
+
+    fit_data = [
+        array_dataset(
+            s.images, card.training_target(s.is_ai), config.batch_size, shuffle=shuffle, seed=config.seed
+        )
+        for s, shuffle in ((train_set, True), (val_set, False))
+    ]
+    callbacks = [
+        keras.callbacks.TensorBoard(log_dir=str(run.logs)),
+        _EpochRecorder(run, card, history, len(train_set.names)),
+    ]
+    began = time.perf_counter()
+    if start_epoch < config.epochs:
+        model.fit(
+            fit_data[0],
+            validation_data=fit_data[1],
+            epochs=config.epochs,
+            initial_epoch=start_epoch,
+            callbacks=callbacks,
+            shuffle=False,  # the dataset shuffles itself, seeded
+            verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
+        )
+    final_card = card.with_updates(
+        name=run.root.name,
+        metrics={"val": {"accuracy": history["val_accuracy"][-1], "loss": history["val_loss"][-1]}},
+    )
+    save_model(model, final_card, run.model)
+
+    from fakelens.reporting.plots import plot_history
+
+    plot_history(history, run.root)
+    metadata = _run_metadata(
+        config, data, train_set, val_set, history, start_epoch, time.perf_counter() - began
+    )
+    write_json_atomic(run.metadata, metadata)
+    return TrainResult(run, run.model, start_epoch, history, metadata)
+
+
+def _run_metadata(
+    config, data: DecodedSet, train_set, val_set, history, start_epoch, seconds
+) -> dict[str, Any]:
+    import tensorflow as tf
+
+    import fakelens
+
+    epoch_seconds = history.get("epoch_seconds", [])
+    return {
+        "seed": config.seed,
+        "data_key": data.key,
+        "data_failures": len(data.failures),
+        "train_images": len(train_set.names),
+        "val_images": len(val_set.names),
+        "val_ai_fraction": float(np.mean(val_set.is_ai)) if len(val_set.names) else None,
+        "epochs": len(epoch_seconds),
+        "resumed_from_epoch": start_epoch,
+        "train_seconds_total": float(np.sum(epoch_seconds)),
+        "train_seconds_this_session": seconds,
+        "images_per_second_median": float(np.median(history.get("images_per_second", [np.nan]))),
+        "versions": {
+            "fakelens": fakelens.__version__,
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "numpy": np.__version__,
+        },
+        "git_commit": _git_commit(),
+        "machine": {"platform": platform.platform(), "processor": platform.machine()},
+    }
+
+
+def _git_commit() -> str | None:
+    """The commit of the fakelens checkout, when running from one."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None

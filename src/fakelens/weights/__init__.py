@@ -1,0 +1,18 @@
+"""Models that ship inside the package, by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+WEIGHTS_DIR = Path(__file__).parent
+#: The model `predict`, `scan` and `serve` use when none is named.
+DEFAULT_MODEL = "seed"
+
+
+def shipped_models() -> list[str]:
+    return sorted(path.stem for path in WEIGHTS_DIR.glob("*.keras"))
+
+
+def shipped_model_path(name: str) -> Path | None:
+    path = WEIGHTS_DIR / f"{name}.keras"
+    return path if path.is_file() else None
