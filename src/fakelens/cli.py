@@ -28,8 +28,8 @@ app = typer.Typer(
 data_app = typer.Typer(help="Inspect, download and preview data sets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)  # never break paths across lines
+err = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
@@ -90,15 +90,15 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON record per line.")] = False,
     trust_model: TrustModel = False,
 ) -> None:
-    """Judge images: one line each with label (ai/real) and ai_probability."""
+    """Judge images: one tab-separated line each: path, label (ai/real), ai_probability."""
     records = _detector(model, trust_model).predict(images)
     for record in records:
         if as_json:
-            print(json.dumps(record.to_dict(), ensure_ascii=False))
+            typer.echo(json.dumps(record.to_dict(), ensure_ascii=False))
         elif record.error:
-            out.print(f"{record.path}\t[red]error[/]\t{record.error}", highlight=False)
+            typer.echo(f"{record.path}\terror\t{record.error}")
         else:
-            out.print(f"{record.path}\t{record.label}\t{record.ai_probability:.4f}", highlight=False)
+            typer.echo(f"{record.path}\t{record.label}\t{record.ai_probability:.4f}")
     if any(record.error for record in records):
         raise typer.Exit(1)
 
@@ -110,6 +110,10 @@ def scan(
     out_path: Annotated[Path, typer.Option("--out", "-o", help="Results file: .csv or .jsonl.")] = Path(
         "results.csv"
     ),
+    include: Annotated[
+        list[str] | None,
+        typer.Option(help='Only files whose relative path matches this glob, e.g. "test/*" (repeatable).'),
+    ] = None,
     model: ModelOption = None,
     batch_size: Annotated[
         int | None, typer.Option(help=f"Images per model call [default: {InferenceConfig.batch_size}].")
@@ -124,7 +128,12 @@ def scan(
     from fakelens.scan import scan as run_scan
 
     summary = run_scan(
-        _detector(model, trust_model, batch_size), source, out_path, workers=workers, quiet=quiet
+        _detector(model, trust_model, batch_size),
+        source,
+        out_path,
+        include=include or (),
+        workers=workers,
+        quiet=quiet,
     )
     total = summary.scored + len(summary.failures)
     out.print(
@@ -276,7 +285,7 @@ def data_info(
 
     info = dataset_info(resolve_data_path(path), quiet=quiet)
     if as_json:
-        print(json.dumps(info, indent=2))
+        typer.echo(json.dumps(info, indent=2))
         return
     table = Table(title=info["path"])
     for column in ("split", "real", "ai", "total"):

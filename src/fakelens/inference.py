@@ -48,7 +48,7 @@ class Detector:
     ) -> Detector:
         from fakelens.models.saving import load_model
 
-        model, card = load_model(path, trust=trust)
+        model, card = load_model(path, trust=trust, compile=False)
         return cls(model, card, batch_size=batch_size)
 
     @property

@@ -6,8 +6,9 @@ import csv
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import TextIO
 
@@ -69,11 +70,20 @@ class ResultWriter:
 
 
 def scan(
-    detector: Detector, source_path: Path, out: Path, *, workers: int | None = None, quiet: bool = False
+    detector: Detector,
+    source_path: Path,
+    out: Path,
+    *,
+    include: Sequence[str] = (),
+    workers: int | None = None,
+    quiet: bool = False,
 ) -> ScanSummary:
-    """Score every image file in `source_path` (folder, recursively, or zip) into `out`."""
+    """Score every image file in `source_path` (folder, recursively, or zip) into `out`.
+
+    `include` keeps only relative names matching one of its glob patterns (e.g. "test/*").
+    """
     source = open_source(source_path)
-    names = source.names()
+    names = [n for n in source.names() if not include or any(fnmatch(n, p) for p in include)]
     images = [name for name in names if is_image_name(name)]
     summary = ScanSummary(out=out, not_images=[source.display_name(n) for n in names if not is_image_name(n)])
     display = [source.display_name(name) for name in images]

@@ -32,7 +32,7 @@ def train_val(
     return train.select(train_rows), train.select(val_rows)
 
 
-def test_with_dedup_mask(data: DecodedSet) -> tuple[DecodedSet, np.ndarray]:
+def official_test_and_dedup_mask(data: DecodedSet) -> tuple[DecodedSet, np.ndarray]:
     """The official test split and a mask of its rows whose bytes never occur in `train/`."""
     test = data.split("test")
     return test, ~leaked_mask(test.sha256, data.split("train").sha256)

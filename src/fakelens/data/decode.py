@@ -20,6 +20,25 @@ from fakelens.errors import ImageDecodeError
 ImageInput = str | os.PathLike[str] | bytes
 
 _WHITE = (255, 255, 255)
+#: Leading bytes of common formats, to tell "damaged image" from "not an image at all".
+_SIGNATURES = {
+    b"\xff\xd8\xff": "JPEG",
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"GIF87a": "GIF",
+    b"GIF89a": "GIF",
+    b"BM": "BMP",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+}
+
+
+def _unidentified_reason(raw: bytes) -> str:
+    if raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
+        return "corrupt or truncated WEBP data"
+    for signature, fmt in _SIGNATURES.items():
+        if raw.startswith(signature):
+            return f"corrupt or truncated {fmt} data"
+    return "not a recognised image format"
 
 
 def read_file_bytes(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTES) -> bytes:
@@ -82,7 +101,7 @@ def decode_image(
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
-        raise ImageDecodeError(label, "not a recognised image format") from None
+        raise ImageDecodeError(label, _unidentified_reason(raw)) from None
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(label, f"decompression bomb refused: {exc}") from None
     except (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError, KeyError) as exc:

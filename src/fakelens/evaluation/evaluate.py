@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from fakelens.data.dataset import load_labelled, test_with_dedup_mask
+from fakelens.data.dataset import load_labelled, official_test_and_dedup_mask
 from fakelens.evaluation.metrics import CLASS_ORDER, detection_metrics, roc_points
 from fakelens.fsutil import write_json_atomic
 from fakelens.inference import Detector
@@ -26,7 +26,7 @@ def evaluate(detector: Detector, data_path: Path, out_dir: Path, *, quiet: bool 
     from fakelens.reporting.plots import plot_confusion, plot_roc
 
     data = load_labelled(data_path, detector.card.input_size, quiet=quiet)
-    test, dedup = test_with_dedup_mask(data)
+    test, dedup = official_test_and_dedup_mask(data)
     scores = detector.predict_batch(np.asarray(test.images))
     threshold = detector.card.threshold
     subsets = {"test": np.ones(len(scores), dtype=bool), "dedup_test": dedup}

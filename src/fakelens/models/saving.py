@@ -45,18 +45,21 @@ def read_card(path: str | os.PathLike[str]) -> ModelCard:
         raise ModelLoadError(f"{path}: not a readable fakelens .keras model ({exc})") from None
 
 
-def load_model(path: str | os.PathLike[str], *, trust: bool = False) -> tuple[keras.Model, ModelCard]:
+def load_model(
+    path: str | os.PathLike[str], *, trust: bool = False, compile: bool = True
+) -> tuple[keras.Model, ModelCard]:
     """Load a model saved by `save_model`.
 
     Keras' safe mode refuses Lambda layers and other code embedded in the file; `trust=True`
-    lifts that, for files from a source the user trusts.
+    lifts that, for files from a source the user trusts. `compile=False` skips the optimizer,
+    which inference does not need.
     """
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such model file")
     card = read_card(path)
     try:
-        model = keras.saving.load_model(path, safe_mode=not trust)
+        model = keras.saving.load_model(path, safe_mode=not trust, compile=compile)
     except Exception as exc:  # Keras raises many types for bad, unsafe or foreign files
         raise ModelLoadError(f"{path}: Keras could not load the model: {exc}") from None
     return model, card

@@ -1,0 +1,101 @@
+"""Shared fixtures: generated images, a small deterministic CIFAKE subset, a private cache."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def cifake_dir() -> Path | None:
+    """../shared/data/cifake beside the checkout, or the folder of $FAKELENS_DATA's zip."""
+    candidates = [REPO.parent / "shared" / "data" / "cifake"]
+    if os.environ.get("FAKELENS_DATA"):
+        candidates.insert(0, Path(os.environ["FAKELENS_DATA"]).parent)
+    return next((c for c in candidates if (c / "cifake.zip").is_file()), None)
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Every test session decodes into its own cache, never the user's."""
+    monkeypatch.setenv("FAKELENS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def encode(array: np.ndarray, fmt: str = "JPEG", **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def random_image(seed: int, size: tuple[int, int] = (32, 32)) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="session")
+def cifake() -> Path:
+    found = cifake_dir()
+    if found is None:
+        pytest.skip("CIFAKE not found: set FAKELENS_DATA or place ../shared/data/cifake/cifake.zip")
+    return found
+
+
+@pytest.fixture(scope="session")
+def cifake_subset(cifake, tmp_path_factory) -> Path:
+    """A Kaggle-layout zip of 2,400 CIFAKE images: 1,000 train and 200 test per class, drawn
+    deterministically, plus 20 known FAKE duplicate groups that span train and test."""
+    with open(cifake / "manifest.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    chosen: list[str] = []
+    for split, per_class in (("train", 1000), ("test", 200)):
+        for label in ("REAL", "FAKE"):
+            names = sorted(r["file"] for r in rows if r["split"] == split and r["label"] == label)
+            chosen += [f"{split}/{label}/{n}" for n in names[:: len(names) // per_class][:per_class]]
+    with open(cifake / "duplicate_groups.tsv", newline="") as handle:
+        groups = [line.rstrip("\n").split("\t")[1].split(" | ") for line in list(handle)[1:]]
+    spanning = [g for g in groups if {f.split("/")[0] for f in g} == {"train", "test"}][:20]
+    chosen = sorted(set(chosen) | {f for g in spanning for f in g})
+    out = tmp_path_factory.mktemp("cifake") / "subset.zip"
+    with zipfile.ZipFile(cifake / "cifake.zip") as source, zipfile.ZipFile(out, "w") as target:
+        for name in chosen:
+            target.writestr(name, source.read(name))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_layout(tmp_path_factory) -> Path:
+    """A folder in the Kaggle layout with 24 generated images: bright = REAL, dark = FAKE."""
+    root = tmp_path_factory.mktemp("tiny")
+    for split, count in (("train", 8), ("test", 4)):
+        for label, base in (("REAL", 160), ("FAKE", 0)):
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for i in range(count):
+                array = (random_image(zlib.crc32(f"{split}/{label}/{i}".encode())) // 4 + base).astype(
+                    np.uint8
+                )
+                (folder / f"{i}.jpg").write_bytes(encode(array))
+    return root
+
+
+@pytest.fixture(scope="session")
+def seed_model_file(tmp_path_factory) -> Path:
+    """An untrained but fixed-seed `seed` model saved with its card."""
+    import keras
+
+    from fakelens.models import create_model
+    from fakelens.models.saving import save_model
+
+    keras.utils.set_random_seed(0)
+    model, card = create_model("seed")
+    model.optimizer.build(model.trainable_variables)  # saved as a trained model would be
+    return save_model(model, card, tmp_path_factory.mktemp("model") / "seed.keras")

@@ -1,0 +1,159 @@
+"""Safe decoding: every mode becomes RGB, every bad input an ImageDecodeError naming the file."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+
+import numpy as np
+import pytest
+from conftest import encode, random_image
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from fakelens.data.decode import decode_image, load_image, resize_to
+from fakelens.errors import ImageDecodeError
+
+
+def save(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def test_rgb_png_round_trips_exactly():
+    array = random_image(1, (7, 5))
+    assert np.array_equal(decode_image(encode(array, "PNG")), array)
+
+
+def grey16(array: np.ndarray) -> Image.Image:
+    image = Image.fromarray(array.astype(np.uint16))
+    assert image.mode.startswith("I;16")
+    return image
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "CMYK", "P", "1", "I;16", "I", "F"])
+def test_every_mode_becomes_rgb_uint8(mode):
+    if mode in ("I;16", "I", "F"):
+        image = grey16(np.arange(54).reshape(6, 9) * 1000)
+        image = image if mode == "I;16" else image.convert(mode)
+    else:
+        image = Image.fromarray(random_image(2, (6, 9))).convert(mode)
+    fmt = {"CMYK": "JPEG", "F": "TIFF", "I": "TIFF"}.get(mode, "PNG")
+    out = decode_image(save(image, fmt))
+    assert out.shape == (6, 9, 3) and out.dtype == np.uint8
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped():
+    out = decode_image(save(grey16(np.array([[0, 32896, 65535]])), "PNG"))
+    assert out[0, :, 0].tolist() == [0, 128, 255]
+
+
+def test_transparency_is_composited_on_white():
+    rgba = np.zeros((2, 2, 4), dtype=np.uint8)  # fully transparent black
+    assert (decode_image(encode(rgba, "PNG")) == 255).all()
+    palette = Image.new("P", (2, 2), 0)
+    palette.putpalette([0, 0, 0] * 256)
+    out = decode_image(save(palette, "PNG", transparency=0))
+    assert (out == 255).all()
+
+
+def test_exif_orientation_is_applied():
+    array = np.zeros((4, 8, 3), dtype=np.uint8)  # wide
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    out = decode_image(save(Image.fromarray(array), "JPEG", exif=exif))
+    assert out.shape[:2] == (8, 4)
+
+
+def test_animated_gif_uses_first_frame():
+    frames = [Image.new("RGB", (4, 4), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    data = save(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    out = decode_image(data)
+    assert out[0, 0, 0] > 200 and out[0, 0, 2] < 50
+
+
+def bad_inputs(tmp_path):
+    jpeg = encode(random_image(3, (64, 64)), "JPEG")
+    png = encode(random_image(3, (64, 64)), "PNG")
+    cases = {
+        "empty.jpg": (b"", "empty"),
+        "random.jpg": (os.urandom(2048), "not a recognised image"),
+        "text.jpg": (b"<html><body>not an image</body></html>", "not a recognised image"),
+        "truncated.jpg": (jpeg[: len(jpeg) // 2], "corrupt or truncated"),
+        "truncated.png": (png[: len(png) // 2], "corrupt or truncated"),
+        "header-only.png": (png[:40], "corrupt or truncated"),
+    }
+    for name, (data, _) in cases.items():
+        (tmp_path / name).write_bytes(data)
+    return {tmp_path / name: reason for name, (_, reason) in cases.items()}
+
+
+def test_bad_files_raise_image_decode_error_naming_the_file(tmp_path):
+    for path, reason in bad_inputs(tmp_path).items():
+        with pytest.raises(ImageDecodeError, match=reason) as caught:
+            decode_image(path)
+        assert str(path) in str(caught.value)
+
+
+def test_missing_file_directory_and_name_in_bytes_errors(tmp_path):
+    with pytest.raises(ImageDecodeError, match="not found"):
+        decode_image(tmp_path / "nope.jpg")
+    with pytest.raises(ImageDecodeError, match="is a directory"):
+        decode_image(tmp_path)
+    with pytest.raises(ImageDecodeError, match="upload.png: file is empty"):
+        decode_image(b"", name="upload.png")
+
+
+def test_pixel_limit_is_checked_before_decoding():
+    data = encode(random_image(4, (100, 100)), "PNG")
+    with pytest.raises(ImageDecodeError, match="10,000 pixels, over the 5,000-pixel limit"):
+        decode_image(data, max_pixels=5_000)
+
+
+def test_decompression_bomb_header_is_refused_fast():
+    # A valid 1x1 PNG whose header claims 100,000 x 100,000 pixels.
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    data = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 4))
+        + chunk(b"IEND", b"")
+    )
+    with pytest.raises(ImageDecodeError, match="pixel limit|decompression bomb"):
+        decode_image(data, name="bomb.png")
+
+
+def test_resize_and_load_image_give_model_size():
+    big = random_image(5, (300, 200))
+    assert resize_to(big, (32, 32)).shape == (32, 32, 3)
+    assert load_image(encode(big), (32, 32)).shape == (32, 32, 3)
+    small = random_image(6)
+    assert resize_to(small, (32, 32)) is small
+
+
+@settings(max_examples=200, deadline=2000)
+@given(st.binary(max_size=4096))
+def test_random_bytes_never_raise_anything_else(data):
+    with contextlib.suppress(ImageDecodeError):
+        decode_image(data, name="fuzz")
+
+
+@settings(max_examples=150, deadline=2000)
+@given(st.integers(0, 10_000), st.integers(0, 255), st.sampled_from(["JPEG", "PNG", "GIF", "BMP", "WEBP"]))
+def test_mutated_valid_images_never_raise_anything_else(position, value, fmt):
+    data = bytearray(encode(random_image(7, (16, 16)), fmt))
+    data[position % len(data)] = value
+    try:
+        out = decode_image(bytes(data), name="mutant")
+    except ImageDecodeError:
+        return
+    assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
