@@ -41,6 +41,12 @@ def random_image(seed: int, size: tuple[int, int] = (32, 32)) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
 
 
+def fixed_sample(items: list[str], count: int, seed: int = 0) -> list[str]:
+    """`count` items drawn without replacement by a fixed seed, in sorted order."""
+    rng = np.random.default_rng(seed)
+    return sorted(items[i] for i in rng.choice(len(items), size=count, replace=False))
+
+
 @pytest.fixture(scope="session")
 def cifake() -> Path:
     found = cifake_dir()
@@ -59,7 +65,8 @@ def cifake_subset(cifake, tmp_path_factory) -> Path:
     for split, per_class in (("train", 1000), ("test", 200)):
         for label in ("REAL", "FAKE"):
             names = sorted(r["file"] for r in rows if r["split"] == split and r["label"] == label)
-            chosen += [f"{split}/{label}/{n}" for n in names[:: len(names) // per_class][:per_class]]
+            # A seeded draw: a fixed stride would pick one CIFAR class (names cycle through 10).
+            chosen += [f"{split}/{label}/{n}" for n in fixed_sample(names, per_class)]
     with open(cifake / "duplicate_groups.tsv", newline="") as handle:
         groups = [line.rstrip("\n").split("\t")[1].split(" | ") for line in list(handle)[1:]]
     spanning = [g for g in groups if {f.split("/")[0] for f in g} == {"train", "test"}][:20]
