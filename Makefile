@@ -35,9 +35,11 @@ lint: install
 	$(BIN)/ruff format --check src tests benchmarks
 
 ## train-seed: the original notebook's model, 20 epochs, as in the README's results table.
+## Run again after a kill, it resumes; after a finished run it trains seed-cifake-2, and so on.
 train-seed: install
 	$(BIN)/fakelens train --model seed --data $(DATA) --epochs 20 --name seed-cifake
-	$(BIN)/fakelens evaluate runs/seed-cifake/model.keras --data $(DATA) --out runs/seed-cifake/evaluate
+	run=$$(ls -td runs/seed-cifake*/ | head -1) && \
+	  $(BIN)/fakelens evaluate $${run}model.keras --data $(DATA) --out $${run}evaluate
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -203,7 +203,7 @@ def train(
     if result.resumed_from_epoch:
         out.print(f"Resumed from epoch {result.resumed_from_epoch}.")
     out.print(
-        f"Trained {config.model} for {meta['epochs']} epochs on {meta['train_images']:,} images "
+        f"Trained {config.model} for {meta['epochs']} epoch(s) on {meta['train_images']:,} images "
         f"({meta['train_seconds_total']:.0f} s, median {meta['images_per_second_median']:,.0f} images/s); "
         f"validation accuracy {result.history['val_accuracy'][-1]:.4f} on {meta['val_images']:,} images."
     )
