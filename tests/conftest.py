@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import struct
 import zipfile
 import zlib
 from pathlib import Path
@@ -35,6 +36,21 @@ def encode(array: np.ndarray, fmt: str = "JPEG", **options) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format=fmt, **options)
     return buffer.getvalue()
+
+
+def bomb_png() -> bytes:
+    """A valid 1x1 PNG whose header claims 100,000 x 100,000 pixels."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 4))
+        + chunk(b"IEND", b"")
+    )
 
 
 def random_image(seed: int, size: tuple[int, int] = (32, 32)) -> np.ndarray:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import kagglehub
-import pytest
-from conftest import encode, random_image
+import numpy as np
+from conftest import bomb_png, encode, random_image
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -126,7 +127,26 @@ def test_data_download_failure_is_explained(monkeypatch):
     assert "network unreachable" in result.output and "--data" in result.output
 
 
-@pytest.mark.parametrize("command", ["models"])
-def test_models_lists_the_registry(command):
-    result = run(command)
-    assert result.exit_code == 0 and "seed" in result.output
+def test_models_lists_the_registry_and_shipped_models():
+    result = run("models")
+    assert result.exit_code == 0
+    assert "The original notebook's CNN" in result.output and "seed (default)" in result.output
+
+
+def test_data_info_reports_unreadable_files_and_exits_1(tiny_layout, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_layout, copy)
+    (copy / "train" / "REAL" / "bomb.png").write_bytes(bomb_png())
+    (copy / "test" / "FAKE" / "cut.jpg").write_bytes(encode(random_image(1))[:50])
+    result = run("data", "info", copy, "-q")
+    assert result.exit_code == 1
+    assert "bomb.png" in result.output and "cut.jpg" in result.output
+
+
+def test_metrics_table_shows_missing_values_as_dashes():
+    from fakelens.cli import metrics_table
+    from fakelens.evaluation.metrics import detection_metrics
+
+    one_class = detection_metrics(np.array([1, 1]), np.array([0.9, 0.2]), 0.5)
+    table = metrics_table({"model": "m", "test": one_class})
+    assert "-" in [cell for column in table.columns for cell in column._cells]

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import encode, random_image
+from conftest import bomb_png, encode, random_image
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -114,22 +114,8 @@ def test_pixel_limit_is_checked_before_decoding():
 
 
 def test_decompression_bomb_header_is_refused_fast():
-    # A valid 1x1 PNG whose header claims 100,000 x 100,000 pixels.
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
-    data = (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 4))
-        + chunk(b"IEND", b"")
-    )
     with pytest.raises(ImageDecodeError, match="pixel limit|decompression bomb"):
-        decode_image(data, name="bomb.png")
+        decode_image(bomb_png(), name="bomb.png")
 
 
 def test_resize_and_load_image_give_model_size():

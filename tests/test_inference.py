@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from conftest import encode, random_image
 
 import fakelens
-from fakelens.errors import ModelLoadError
+from fakelens.errors import InvalidArgumentError, ModelLoadError
 from fakelens.inference import Detector
 
 
@@ -27,9 +29,35 @@ def test_paths_bytes_and_arrays_agree(detector, tmp_path):
     assert all(r.error is None and r.label in ("ai", "real") and r.model == detector.name for r in records)
 
 
-def test_single_input_and_label_follows_threshold(detector):
-    record = detector.predict(random_image(12))[0]
-    assert record.label == ("ai" if record.ai_probability >= detector.card.threshold else "real")
+def test_label_follows_the_card_threshold(detector):
+    image = random_image(12)
+    p = detector.predict(image)[0].ai_probability
+    below = Detector(detector.model, detector.card.with_updates(threshold=max(p - 0.01, 0.0)))
+    above = Detector(detector.model, detector.card.with_updates(threshold=min(p + 0.01, 1.0)))
+    assert below.predict(image)[0].label == "ai" and above.predict(image)[0].label == "real"
+
+
+def test_bytes_like_inputs_and_unsupported_types(detector):
+    data = encode(random_image(13), "PNG")
+    records = detector.predict(
+        [data, bytearray(data), memoryview(data), 42, np.zeros((2, 4, 4, 3), np.uint8)]
+    )
+    assert len({r.ai_probability for r in records[:3]}) == 1 and records[0].error is None
+    assert "received int" in records[3].error
+    assert "expected an (H, W, 3) uint8" in records[4].error
+
+
+def test_nonsense_batch_size_and_workers_are_refused(detector):
+    with pytest.raises(InvalidArgumentError, match="batch_size must be at least 1; received -1"):
+        Detector(detector.model, detector.card, batch_size=-1)
+    with pytest.raises(InvalidArgumentError, match="workers must be at least 1; received 0"):
+        list(detector.score_stream(["a"], lambda i: random_image(1), workers=0))
+
+
+def test_a_fifo_is_refused_not_waited_on(detector, tmp_path):
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    assert "not a regular file" in detector.predict(fifo)[0].error
 
 
 def test_bad_inputs_get_error_records_and_the_rest_are_scored(detector, tmp_path):

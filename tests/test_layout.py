@@ -65,14 +65,14 @@ def test_zip_member_errors_name_the_member(tiny_layout, tmp_path):
         archive.read("train/REAL/missing.jpg")
 
 
-def test_path_traversal_names_are_only_keys(tmp_path):
+def test_path_traversal_names_are_read_as_plain_keys(tmp_path):
     target = tmp_path / "evil.zip"
     with zipfile.ZipFile(target, "w") as archive:
         archive.writestr("../outside.jpg", b"data")
-    source = open_source(target)
-    assert source.names() == ["../outside.jpg"]
-    assert source.read("../outside.jpg") == b"data"
-    assert not (tmp_path.parent / "outside.jpg").exists()
+    with open_source(target) as source:
+        assert source.names() == ["../outside.jpg"]
+        assert source.read("../outside.jpg") == b"data"
+        assert source.display_name("../outside.jpg") == f"{target}/../outside.jpg"
 
 
 def test_resolve_data_path_prefers_argument_then_environment(monkeypatch, tmp_path):

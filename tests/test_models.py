@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import random_image
 
-from fakelens.errors import ModelLoadError
+from fakelens.errors import InvalidArgumentError, ModelLoadError
 from fakelens.models import ModelCard, available_models, create_model
 from fakelens.models.saving import load_model, read_card, save_model
 
@@ -19,8 +19,8 @@ def test_every_registered_model_builds_and_takes_raw_uint8_of_any_size(name):
     model, card = create_model(name)
     assert card.name == name
     for size in ((32, 32), (48, 40)):
-        batch = np.stack([random_image(i, size) for i in range(2)]).astype("float32")
-        out = np.asarray(model(batch))
+        batch = np.stack([random_image(i, size) for i in range(2)])
+        out = np.asarray(model.predict_on_batch(batch))
         assert out.shape == (2, 1) and ((out >= 0) & (out <= 1)).all()
 
 
@@ -72,6 +72,13 @@ def test_card_temperature_softens_but_keeps_order():
     assert p[1] == pytest.approx(0.5) and 0.1 < p[0] < 0.5 and 0.5 < p[2] < 0.99
 
 
+def test_card_rejects_unknown_output_and_bad_numbers():
+    with pytest.raises(InvalidArgumentError, match="received 'p_fake'"):
+        ModelCard(name="m", architecture="seed", output="p_fake")
+    with pytest.raises(InvalidArgumentError, match="threshold=1.5"):
+        ModelCard(name="m", architecture="seed", threshold=1.5)
+
+
 def test_card_json_round_trip():
     card = ModelCard(
         name="m", architecture="seed", threshold=0.3, temperature=1.5, metrics={"val": {"accuracy": 0.9}}
@@ -120,3 +127,13 @@ def test_load_errors_name_the_file(tmp_path, seed_model_file):
                 target.writestr(name, source.read(name))
     with pytest.raises(ModelLoadError, match="bare.keras: this .keras file has no fakelens model card"):
         load_model(bare)
+    malformed = tmp_path / "malformed.keras"
+    with zipfile.ZipFile(seed_model_file) as source, zipfile.ZipFile(malformed, "w") as target:
+        for name in source.namelist():
+            target.writestr(name, b'{"name": "x"}' if name == "fakelens_card.json" else source.read(name))
+    with pytest.raises(ModelLoadError, match="malformed.keras: its model card is malformed"):
+        load_model(malformed)
+
+
+def test_saved_files_are_readable_by_others(seed_model_file):
+    assert seed_model_file.stat().st_mode & 0o044 == 0o044

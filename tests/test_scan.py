@@ -77,3 +77,25 @@ def test_include_patterns_select_files_by_relative_path(detector, mixed_folder, 
     rows = read_csv(out)
     assert len(rows) == 10 and summary.scored == 10 and not summary.failures and not summary.not_images
     assert all("/sub/" in row["path"] for row in rows)
+
+
+def test_an_interrupted_scan_keeps_its_rows_in_partial_and_never_publishes(detector, mixed_folder, tmp_path):
+    out = tmp_path / "r.csv"
+    calls = {"n": 0}
+    real_score = detector.score_stream
+
+    def failing_stream(*args, **kwargs):
+        for batch in real_score(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt
+            yield batch
+
+    detector.score_stream = failing_stream
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            scan(detector, mixed_folder, out, quiet=True)
+    finally:
+        del detector.score_stream
+    assert not out.exists()
+    assert len(read_csv(tmp_path / "r.csv.partial")) == 8  # the first batch of 8

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from fakelens.data.split import balanced_subset, group_split, leaked_mask
+from fakelens.errors import InvalidArgumentError
 
 
 def test_split_sizes_and_stratification():
@@ -45,7 +46,11 @@ def test_split_does_not_depend_on_listing_order():
 def test_no_hash_crosses_the_split(rows, fraction, seed):
     sha = np.array([f"h{h}" for h, _ in rows])
     is_ai = np.array([label for _, label in rows])
-    train, val = group_split(sha, is_ai, fraction, seed)
+    try:
+        train, val = group_split(sha, is_ai, fraction, seed)
+    except InvalidArgumentError as exc:  # too few distinct files to fill both sides
+        assert "non-empty train and validation" in str(exc)
+        assume(False)
     assert sorted(np.concatenate([train, val]).tolist()) == list(range(len(rows)))
     assert not set(sha[train]) & set(sha[val])
 
@@ -60,3 +65,8 @@ def test_leaked_mask_and_balanced_subset():
     is_ai = np.array([0] * 30 + [1] * 70)
     chosen = balanced_subset(is_ai, 20, seed=0)
     assert len(chosen) == 20 and is_ai[chosen].sum() == 10
+
+
+def test_a_split_that_would_leave_one_side_empty_is_refused():
+    with pytest.raises(InvalidArgumentError, match="4 images in 1 distinct files"):
+        group_split(np.array(["same"] * 4), np.array([0, 0, 0, 0]), 0.1, 0)

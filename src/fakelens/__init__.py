@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 from fakelens.errors import (
@@ -16,7 +17,7 @@ from fakelens.errors import (
     ModelLoadError,
 )
 
-__version__ = "0.1.0"
+__version__ = version("fakelens")
 
 if TYPE_CHECKING:
     from fakelens.inference import Detector, Prediction, load_detector

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -68,7 +68,7 @@ def usage_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (FakelensError, ValueError) as exc:
+        except FakelensError as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False)
             raise typer.Exit(2) from None
 
@@ -146,13 +146,8 @@ def scan(
             f"Not scanned, no image file ending: {len(summary.not_images):,} file(s), "
             f"e.g. {summary.not_images[0]}"
         )
-    for path, reason in summary.failures[:20]:
-        err.print(f"[red]failed:[/] {path}: {reason}", highlight=False)
-    if len(summary.failures) > 20:
-        err.print(f"... and {len(summary.failures) - 20:,} more failures; see the error column.")
     out.print(f"Results saved to {summary.out}")
-    if summary.failures:
-        raise typer.Exit(1)
+    report_failures(summary.failures, "failed")
 
 
 @app.command()
@@ -237,6 +232,18 @@ def evaluate(
         f"Removed from the dedup test as leaked from train: {result.metrics['removed_as_leaked']:,} images."
     )
     out.print(f"Results saved to {result.out_dir}")
+    report_failures(result.metrics["undecodable_files"].items(), "not decodable, left out")
+
+
+def report_failures(failures: Iterable[tuple[str, str]], verb: str, shown: int = 20) -> None:
+    """List bad inputs on stderr (the first `shown`), then exit 1 if there were any."""
+    failures = list(failures)
+    for path, reason in failures[:shown]:
+        err.print(f"[red]{verb}:[/] {path}: {reason}", highlight=False)
+    if len(failures) > shown:
+        err.print(f"... and {len(failures) - shown:,} more.")
+    if failures:
+        raise typer.Exit(1)
 
 
 def metrics_table(metrics: dict[str, Any]) -> Table:
@@ -252,7 +259,8 @@ def metrics_table(metrics: dict[str, Any]) -> Table:
             for key in ("precision", "recall", "f1", "average_precision")
         ]
     for label, get in rows:
-        table.add_row(label, *(f"{get(metrics[name]):.4f}" for name in sets))
+        values = (get(metrics[name]) for name in sets)
+        table.add_row(label, *("-" if value is None else f"{value:.4f}" for value in values))
     return table
 
 
@@ -300,8 +308,7 @@ def data_info(
         f"groups shared by train and test: {info['groups_across_train_and_test']:,} "
         f"({info['test_files_also_in_train']:,} test files also in train)"
     )
-    for name, reason in list(info["unreadable"].items())[:20]:
-        err.print(f"[red]unreadable:[/] {name}: {reason}", highlight=False)
+    report_failures(info["unreadable"].items(), "unreadable")
 
 
 @data_app.command("download")

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from fakelens.errors import InvalidArgumentError
+
 #: Environment variable naming the CIFAKE zip or folder.
 DATA_ENV = "FAKELENS_DATA"
 #: Environment variable overriding the cache directory for decoded arrays.
@@ -19,6 +21,8 @@ CHECKOUT_DATA = Path("../shared/data/cifake/cifake.zip")
 #: Kaggle handle of CIFAKE, for `fakelens data download`.
 KAGGLE_HANDLE = "birdy654/cifake-real-and-ai-generated-synthetic-images"
 
+#: Model input (height, width): CIFAKE's native size.
+INPUT_SIZE = (32, 32)
 #: Refuse images above this many pixels before decoding them (decompression bombs).
 #: 100 MP admits any camera photo and most panoramas.
 MAX_PIXELS = 100_000_000
@@ -38,8 +42,6 @@ class TrainConfig:
     #: The original notebook used Keras' default batch of 32.
     batch_size: int = 32
     learning_rate: float = 1e-3
-    #: Batches per compiled training call: about 2x faster on CPU, same updates.
-    steps_per_execution: int = 16
     #: Part of `train/` held out for validation (grouped by image hash).
     val_fraction: float = 0.1
     seed: int = 42
@@ -47,6 +49,18 @@ class TrainConfig:
     limit: int | None = None
     runs_dir: Path = Path("runs")
     name: str | None = None
+
+    def __post_init__(self) -> None:
+        checks = {
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 1,
+            "learning_rate": self.learning_rate > 0,
+            "val_fraction": 0 < self.val_fraction < 1,
+            "limit": self.limit is None or self.limit >= 4,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise InvalidArgumentError(f"{name} is out of range; received {name}={getattr(self, name)!r}")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,10 @@ class ImageDecodeError(FakelensError):
         super().__init__(f"{self.source}: {reason}")
 
 
+class InvalidArgumentError(FakelensError, ValueError):
+    """An option or argument outside its allowed values; the message echoes what was received."""
+
+
 class DatasetLayoutError(FakelensError):
     """A data path is missing or not laid out as `train|test/REAL|FAKE`."""
 

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from fakelens.config import InferenceConfig
-from fakelens.data.decode import ImageInput, load_image, resize_to
-from fakelens.errors import ImageDecodeError, ModelLoadError
+from fakelens.data.decode import BYTES_TYPES, ImageInput, load_image, resize_to
+from fakelens.errors import ImageDecodeError, InvalidArgumentError, ModelLoadError
 from fakelens.models.card import ModelCard
 
 Input = ImageInput | np.ndarray
@@ -38,6 +38,8 @@ class Detector:
     """Scores images: P(AI) per image, calibrated and thresholded by the model's card."""
 
     def __init__(self, model: Any, card: ModelCard, *, batch_size: int | None = None) -> None:
+        if batch_size is not None and batch_size < 1:
+            raise InvalidArgumentError(f"batch_size must be at least 1; received {batch_size}")
         self.model = model
         self.card = card
         self.batch_size = batch_size or InferenceConfig.batch_size
@@ -90,7 +92,7 @@ class Detector:
 
     def predict(self, inputs: Iterable[Input] | Input, *, workers: int | None = None) -> list[Prediction]:
         """Score paths, file bytes or uint8 arrays; a bad input gets a record with `error` set."""
-        if isinstance(inputs, (str, bytes, os.PathLike, np.ndarray)):
+        if isinstance(inputs, (str, os.PathLike, np.ndarray, *BYTES_TYPES)):
             inputs = [inputs]
         items = list(inputs)
         names = [_describe(item, i) for i, item in enumerate(items)]
@@ -110,6 +112,8 @@ class Detector:
         Decoding runs in a thread pool `batches_ahead` batches in front of the model, so reading
         files and inference overlap (both release the GIL).
         """
+        if workers is not None and workers < 1:
+            raise InvalidArgumentError(f"workers must be at least 1; received {workers}")
         batches = [
             range(s, min(s + self.batch_size, len(names))) for s in range(0, len(names), self.batch_size)
         ]

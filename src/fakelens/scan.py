@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from fakelens.data.layout import ImageSource, is_image_name, open_source
+from fakelens.errors import InvalidArgumentError
 from fakelens.inference import Detector, Prediction
 from fakelens.progress import progress_bar
 
@@ -30,17 +31,32 @@ class ScanSummary:
     not_images: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
+    def add(self, records: Iterable[Prediction]) -> None:
+        for record in records:
+            if record.error is None:
+                self.scored += 1
+                self.ai += record.label == "ai"
+            else:
+                self.failures.append((record.path, record.error))
+
     @property
     def images_per_second(self) -> float:
         return (self.scored + len(self.failures)) / self.seconds if self.seconds else 0.0
 
 
+def check_output_path(out: Path) -> None:
+    if out.suffix.lower() not in FORMATS:
+        raise InvalidArgumentError(f"--out must end in {' or '.join(FORMATS)}; received {out}")
+
+
 class ResultWriter:
-    """Writes result rows to `<out>.partial`; `commit()` moves it to `out` when complete."""
+    """Writes result rows to `<out>.partial`; `commit()` moves it to `out` when complete.
+
+    An interrupted scan leaves the rows it wrote in `<out>.partial`, never a truncated `out`.
+    """
 
     def __init__(self, out: Path) -> None:
-        if out.suffix.lower() not in FORMATS:
-            raise ValueError(f"--out must end in {' or '.join(FORMATS)}; received {out}")
+        check_output_path(out)
         self.out = out
         self.partial = out.with_name(out.name + ".partial")
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -65,7 +81,8 @@ class ResultWriter:
         self._file.close()
         os.replace(self.partial, self.out)
 
-    def abandon(self) -> None:
+    def close(self) -> None:
+        """Close without publishing (after `commit` this does nothing)."""
         self._file.close()
 
 
@@ -82,30 +99,26 @@ def scan(
 
     `include` keeps only relative names matching one of its glob patterns (e.g. "test/*").
     """
-    source = open_source(source_path)
-    names = [n for n in source.names() if not include or any(fnmatch(n, p) for p in include)]
-    images = [name for name in names if is_image_name(name)]
-    summary = ScanSummary(out=out, not_images=[source.display_name(n) for n in names if not is_image_name(n)])
-    display = [source.display_name(name) for name in images]
-    writer = ResultWriter(out)
-    began = time.perf_counter()
-    try:
-        with progress_bar(f"Scanning {len(images):,} images", len(images), quiet=quiet) as advance:
-            for batch in detector.score_stream(
-                display, _loader(detector, source, images, display), workers=workers
-            ):
-                writer.write(batch)
-                for record in batch:
-                    if record.error is None:
-                        summary.scored += 1
-                        summary.ai += record.label == "ai"
-                    else:
-                        summary.failures.append((record.path, record.error))
-                advance(len(batch))
-        writer.commit()
-    except BaseException:
-        writer.abandon()
-        raise
+    check_output_path(out)
+    with open_source(source_path) as source:
+        names = [n for n in source.names() if not include or any(fnmatch(n, p) for p in include)]
+        images = [name for name in names if is_image_name(name)]
+        summary = ScanSummary(
+            out=out, not_images=[source.display_name(n) for n in names if not is_image_name(n)]
+        )
+        display = [source.display_name(name) for name in images]
+        loader = _loader(detector, source, images, display)
+        writer = ResultWriter(out)
+        began = time.perf_counter()
+        try:
+            with progress_bar(f"Scanning {len(images):,} images", len(images), quiet=quiet) as advance:
+                for batch in detector.score_stream(display, loader, workers=workers):
+                    writer.write(batch)
+                    summary.add(batch)
+                    advance(len(batch))
+            writer.commit()
+        finally:
+            writer.close()
     summary.seconds = time.perf_counter() - began
     return summary
 

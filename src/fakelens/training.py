@@ -21,13 +21,13 @@ from typing import Any
 import keras
 import numpy as np
 
-from fakelens.config import TrainConfig
+from fakelens.config import INPUT_SIZE, TrainConfig
 from fakelens.data.cache import DecodedSet
 from fakelens.data.dataset import load_labelled, train_val
-from fakelens.data.pipeline import array_dataset
+from fakelens.data.pipeline import evaluation_batches, steps_per_epoch, training_batches
 from fakelens.errors import RunConfigError
 from fakelens.fsutil import write_json_atomic
-from fakelens.models import ModelCard, create_model
+from fakelens.models import ModelCard, create_model, get_spec
 from fakelens.models.saving import load_model, save_model
 
 #: Config fields that must match for a run to be continued (epochs may grow).
@@ -61,7 +61,6 @@ class RunDir:
 @dataclass(frozen=True)
 class TrainResult:
     run: RunDir
-    model_path: Path
     resumed_from_epoch: int
     history: dict[str, list[float]]
     metadata: dict[str, Any]
@@ -99,80 +98,82 @@ def _config_record(config: TrainConfig, data_key: str) -> dict[str, Any]:
 
 
 class _EpochRecorder(keras.callbacks.Callback):
-    """After every epoch: an atomic checkpoint, then history.json, so the two always agree."""
+    """After every epoch: history.json, then an atomic checkpoint.
 
-    def __init__(
-        self, run: RunDir, card: ModelCard, history: dict[str, list[float]], train_count: int
-    ) -> None:
+    History can thus run one epoch ahead of the checkpoints after a kill, never behind; resume
+    cuts it back to the checkpoint it continues from.
+    """
+
+    def __init__(self, run: RunDir, card: ModelCard, history: dict[str, list[float]], train_count: int):
         super().__init__()
         self.run, self.card, self.history, self.train_count = run, card, history, train_count
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._start = time.perf_counter()
+        self._train_seconds: float | None = None
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        if self._train_seconds is None:  # validation starts: the training part of the epoch is over
+            self._train_seconds = time.perf_counter() - self._start
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         seconds = time.perf_counter() - self._start
-        save_model(self.model, self.card, self.run.checkpoint(epoch + 1))
-        for key, value in {
-            **(logs or {}),
-            "epoch_seconds": seconds,
-            "images_per_second": self.train_count / seconds,
-        }.items():
+        train_seconds = self._train_seconds or seconds
+        timing = {"epoch_seconds": seconds, "images_per_second": self.train_count / train_seconds}
+        for key, value in {**(logs or {}), **timing}.items():
             self.history.setdefault(key, []).append(float(value))
         write_json_atomic(self.run.history, self.history)
+        save_model(self.model, self.card, self.run.checkpoint(epoch + 1))
 
 
 def train(config: TrainConfig, data_path: Path, *, quiet: bool = False) -> TrainResult:
     """Train `config.model` on the Kaggle-layout data at `data_path`; see the module docstring."""
-    _, card = create_model(config.model)  # validates the name before any slow work
-    data = load_labelled(data_path, card.input_size, quiet=quiet)
+    get_spec(config.model)  # an unknown name fails before any slow work
+    data = load_labelled(data_path, INPUT_SIZE, quiet=quiet)
     train_set, val_set = train_val(data, config.val_fraction, config.seed, config.limit)
     run, record = choose_run_dir(config, data.key)
     run.root.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run.config, record)
 
     keras.utils.set_random_seed(config.seed)
-    model, card = create_model(
-        config.model,
-        input_size=card.input_size,
-        learning_rate=config.learning_rate,
-        steps_per_execution=config.steps_per_execution,
-    )
+    model, card = create_model(config.model, learning_rate=config.learning_rate)
     history: dict[str, list[float]] = {}
     start_epoch = 0
     latest = run.latest_checkpoint()
     if latest is not None:
         start_epoch, path = latest
+        if start_epoch > config.epochs:
+            raise RunConfigError(
+                f"{run.root} already trained {start_epoch} epochs, more than --epochs {config.epochs}; "
+                "pass --epochs of at least that, or --name to start a new run."
+            )
         model, card = load_model(path)
         saved = json.loads(run.history.read_text(encoding="utf-8")) if run.history.exists() else {}
         history = {k: v[:start_epoch] for k, v in saved.items()}
 
-    fit_data = [
-        array_dataset(
-            s.images, card.training_target(s.is_ai), config.batch_size, shuffle=shuffle, seed=config.seed
-        )
-        for s, shuffle in ((train_set, True), (val_set, False))
-    ]
-    callbacks = [
-        keras.callbacks.TensorBoard(log_dir=str(run.logs)),
-        _EpochRecorder(run, card, history, len(train_set.names)),
-    ]
+    batches = training_batches(
+        train_set.images,
+        card.training_target(train_set.is_ai),
+        config.batch_size,
+        seed=config.seed,
+        first_epoch=start_epoch,
+    )
+    validation = evaluation_batches(val_set.images, card.training_target(val_set.is_ai), config.batch_size)
     began = time.perf_counter()
     if start_epoch < config.epochs:
         model.fit(
-            fit_data[0],
-            validation_data=fit_data[1],
+            batches,
+            steps_per_epoch=steps_per_epoch(len(train_set.names), config.batch_size),
+            validation_data=validation,
             epochs=config.epochs,
             initial_epoch=start_epoch,
-            callbacks=callbacks,
-            shuffle=False,  # the dataset shuffles itself, seeded
+            callbacks=[
+                keras.callbacks.TensorBoard(log_dir=str(run.logs)),
+                _EpochRecorder(run, card, history, len(train_set.names)),
+            ],
+            shuffle=False,  # the batches are already shuffled, per epoch and seeded
             verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
         )
-    final_card = card.with_updates(
-        name=run.root.name,
-        metrics={"val": {"accuracy": history["val_accuracy"][-1], "loss": history["val_loss"][-1]}},
-    )
-    save_model(model, final_card, run.model)
 
     from fakelens.reporting.plots import plot_history
 
@@ -181,7 +182,12 @@ def train(config: TrainConfig, data_path: Path, *, quiet: bool = False) -> Train
         config, data, train_set, val_set, history, start_epoch, time.perf_counter() - began
     )
     write_json_atomic(run.metadata, metadata)
-    return TrainResult(run, run.model, start_epoch, history, metadata)
+    final_card = card.with_updates(
+        name=run.root.name,
+        metrics={"val": {"accuracy": history["val_accuracy"][-1], "loss": history["val_loss"][-1]}},
+    )
+    save_model(model, final_card, run.model)  # last: its presence marks the run finished
+    return TrainResult(run, start_epoch, history, metadata)
 
 
 def _run_metadata(

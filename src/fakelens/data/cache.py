@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -28,6 +29,8 @@ from fakelens.progress import progress_bar
 
 #: Bump when decoding or resizing changes, so stale caches are not reused.
 CACHE_FORMAT = 1
+#: A half-built cache folder older than this belongs to a build that was killed.
+STALE_BUILD_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,9 @@ def decode_labelled(
 
 def _build(directory, source, entries, size, workers, progress) -> None:
     directory.parent.mkdir(parents=True, exist_ok=True)
+    for stale in directory.parent.glob(f".{directory.name}.*"):  # left by a killed build
+        if time.time() - stale.stat().st_mtime > STALE_BUILD_SECONDS:
+            shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         images = np.lib.format.open_memmap(

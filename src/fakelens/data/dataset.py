@@ -6,19 +6,19 @@ import os
 
 import numpy as np
 
-from fakelens.config import InferenceConfig
+from fakelens.config import INPUT_SIZE, InferenceConfig
 from fakelens.data.cache import DecodedSet, decode_labelled
 from fakelens.data.layout import kaggle_entries, open_source
 from fakelens.data.split import balanced_subset, group_split, leaked_mask
 
 
 def load_labelled(
-    path: str | os.PathLike[str], size: tuple[int, int] = (32, 32), *, quiet: bool = False
+    path: str | os.PathLike[str], size: tuple[int, int] = INPUT_SIZE, *, quiet: bool = False
 ) -> DecodedSet:
     """Decode every image of a Kaggle-layout folder or zip, from the cache when possible."""
-    source = open_source(path)
-    entries = kaggle_entries(source)
-    return decode_labelled(source, entries, size, workers=InferenceConfig.workers, quiet=quiet)
+    with open_source(path) as source:
+        entries = kaggle_entries(source)
+        return decode_labelled(source, entries, size, workers=InferenceConfig.workers, quiet=quiet)
 
 
 def train_val(

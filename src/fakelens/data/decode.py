@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 
 import numpy as np
@@ -17,7 +18,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from fakelens.config import MAX_FILE_BYTES, MAX_PIXELS
 from fakelens.errors import ImageDecodeError
 
-ImageInput = str | os.PathLike[str] | bytes
+ImageInput = str | os.PathLike[str] | bytes | bytearray | memoryview
+BYTES_TYPES = (bytes, bytearray, memoryview)
+#: What Pillow raises on damaged data, depending on the codec.
+PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError, KeyError)
 
 _WHITE = (255, 255, 255)
 #: Leading bytes of common formats, to tell "damaged image" from "not an image at all".
@@ -42,21 +46,30 @@ def _unidentified_reason(raw: bytes) -> str:
 
 
 def read_file_bytes(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTES) -> bytes:
-    """Read a whole file, refusing directories, unreadable files and files over `max_bytes`."""
+    """Read a whole regular file, refusing anything else (directories, FIFOs, devices) and
+    anything over `max_bytes`, even if it grows while being read."""
+    if not isinstance(path, (str, os.PathLike)):
+        received = type(path).__name__
+        raise ImageDecodeError(repr(path), f"expected a path, bytes or an array; received {received}")
     try:
-        size = os.stat(path).st_size
-        if size > max_bytes:
-            raise ImageDecodeError(path, f"file is {size:,} bytes, over the {max_bytes:,}-byte limit")
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            raise ImageDecodeError(path, "is a directory, not an image file")
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageDecodeError(path, "not a regular file (a pipe, socket or device)")
+        if info.st_size > max_bytes:
+            raise ImageDecodeError(path, f"file is {info.st_size:,} bytes, over the {max_bytes:,}-byte limit")
         with open(path, "rb") as handle:
-            return handle.read()
-    except IsADirectoryError:
-        raise ImageDecodeError(path, "is a directory, not an image file") from None
+            data = handle.read(max_bytes + 1)
     except FileNotFoundError:
         raise ImageDecodeError(path, "file not found (or a dangling link)") from None
     except PermissionError:
         raise ImageDecodeError(path, "permission denied") from None
     except OSError as exc:
         raise ImageDecodeError(path, f"cannot read file: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:
+        raise ImageDecodeError(path, f"file grew past the {max_bytes:,}-byte limit while being read")
+    return data
 
 
 def decode_image(
@@ -72,9 +85,9 @@ def decode_image(
     alpha composited on white; animated images are judged on their first frame. `draft_size`
     lets JPEG decoding skip detail that a later resize to that size would throw away.
     """
-    if isinstance(data, bytes):
+    if isinstance(data, BYTES_TYPES):
         label = name or "<bytes>"
-        raw = data
+        raw = bytes(data)
     else:
         label = name or str(data)
         raw = read_file_bytes(data)
@@ -104,8 +117,7 @@ def decode_image(
         raise ImageDecodeError(label, _unidentified_reason(raw)) from None
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(label, f"decompression bomb refused: {exc}") from None
-    except (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError, KeyError) as exc:
-        # Pillow signals truncated and corrupt data with any of these, depending on the codec.
+    except PIL_ERRORS as exc:
         raise ImageDecodeError(label, f"corrupt or truncated image data ({exc})") from None
 
 

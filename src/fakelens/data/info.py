@@ -12,6 +12,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from fakelens.config import InferenceConfig
+from fakelens.data.decode import PIL_ERRORS
 from fakelens.data.layout import ImageSource, LabelledImage, kaggle_entries, open_source
 from fakelens.errors import ImageDecodeError
 from fakelens.progress import progress_bar
@@ -23,12 +24,17 @@ def _header(source: ImageSource, entry: LabelledImage) -> tuple[str, str, str]:
     try:
         with Image.open(io.BytesIO(raw)) as image:
             return hashlib.sha256(raw).hexdigest(), f"{image.width}x{image.height}", image.format or "?"
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, *PIL_ERRORS) as exc:
         raise ImageDecodeError(source.display_name(entry.name), f"unreadable image header ({exc})") from None
 
 
 def dataset_info(path: str | os.PathLike[str], *, quiet: bool = False) -> dict[str, Any]:
-    source = open_source(path)
+    """Counts per split and label, sizes, formats, duplicate groups, unreadable files."""
+    with open_source(path) as source:
+        return _summarise(source, quiet)
+
+
+def _summarise(source: ImageSource, quiet: bool) -> dict[str, Any]:
     entries = kaggle_entries(source)
     counts: Counter[tuple[str, str]] = Counter()
     sizes: Counter[str] = Counter()

@@ -22,9 +22,18 @@ SPLITS = ("train", "test")
 
 
 class ImageSource:
-    """A folder or zip of files, listed by relative POSIX name."""
+    """A folder or zip of files, listed by relative POSIX name. Use it as a context manager."""
 
     path: Path
+
+    def __enter__(self) -> ImageSource:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release open handles (a zip file)."""
 
     def names(self) -> list[str]:
         """Relative names of every file, sorted."""
@@ -46,13 +55,17 @@ class ImageSource:
 class FolderSource(ImageSource):
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._names: list[str] | None = None
 
     def names(self) -> list[str]:
-        found = []
-        for dirpath, _dirs, files in os.walk(self.path, followlinks=False):
-            for file in files:
-                found.append(Path(dirpath, file).relative_to(self.path).as_posix())
-        return sorted(found)
+        """Every file below the folder; links to folders are not followed (no loops)."""
+        if self._names is None:
+            found = []
+            for dirpath, _dirs, files in os.walk(self.path, followlinks=False):
+                for file in files:
+                    found.append(Path(dirpath, file).relative_to(self.path).as_posix())
+            self._names = sorted(found)
+        return self._names
 
     def read(self, name: str) -> bytes:
         return read_file_bytes(self.path / name)
@@ -79,6 +92,9 @@ class ZipSource(ImageSource):
         except (zipfile.BadZipFile, OSError) as exc:
             raise DatasetLayoutError(f"{path}: not a readable zip file ({exc})") from None
         self._infos = {info.filename: info for info in self._zip.infolist() if not info.is_dir()}
+
+    def close(self) -> None:
+        self._zip.close()
 
     def names(self) -> list[str]:
         return sorted(self._infos)
@@ -165,7 +181,8 @@ def kaggle_entries(source: ImageSource) -> list[LabelledImage]:
 
 
 def resolve_data_path(path: str | os.PathLike[str] | None) -> Path:
-    """The data path given, else $FAKELENS_DATA, else the copy beside this checkout."""
+    """The data path given, else $FAKELENS_DATA, else ../shared/data/cifake/cifake.zip relative
+    to the current directory (the checkout root, where `make` runs)."""
     if path is not None:
         return Path(path)
     if os.environ.get(DATA_ENV):

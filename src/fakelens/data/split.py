@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fakelens.errors import InvalidArgumentError
+
 
 def group_split(
     sha256: np.ndarray, is_ai: np.ndarray, val_fraction: float, seed: int
@@ -15,7 +17,7 @@ def group_split(
     `round(val_fraction * count)` validation images, give or take one group.
     """
     if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be between 0 and 1 (exclusive); received {val_fraction}")
+        raise InvalidArgumentError(f"val_fraction must be strictly between 0 and 1; received {val_fraction}")
     rng = np.random.default_rng(seed)
     val_rows: list[np.ndarray] = []
     for label in (0, 1):
@@ -32,6 +34,11 @@ def group_split(
     # Select by hash over all rows, so a hash present under both labels (label noise) still
     # stays on one side.
     in_val = np.isin(sha256, chosen_hashes)
+    if in_val.all() or not in_val.any():
+        raise InvalidArgumentError(
+            f"cannot split {len(sha256)} images in {np.unique(sha256).size} distinct files into "
+            f"non-empty train and validation sets with val_fraction={val_fraction}; add more images"
+        )
     return np.flatnonzero(~in_val), np.flatnonzero(in_val)
 
 

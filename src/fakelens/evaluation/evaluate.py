@@ -34,6 +34,7 @@ def evaluate(detector: Detector, data_path: Path, out_dir: Path, *, quiet: bool 
         "model": detector.name,
         "data_key": data.key,
         "removed_as_leaked": int((~dedup).sum()),
+        "undecodable_files": data.failures,
         **{
             name: detection_metrics(test.is_ai[mask], scores[mask], threshold)
             for name, mask in subsets.items()
@@ -42,7 +43,11 @@ def evaluate(detector: Detector, data_path: Path, out_dir: Path, *, quiet: bool 
     out_dir.mkdir(parents=True, exist_ok=True)
     files = [
         plot_roc(
-            {name: roc_points(test.is_ai[mask], scores[mask]) for name, mask in subsets.items()},
+            {
+                name: roc_points(test.is_ai[mask], scores[mask])
+                for name, mask in subsets.items()
+                if metrics[name]["auroc"] is not None  # a ROC needs both classes
+            },
             out_dir / "roc.png",
         ),
         plot_confusion(

@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
+from fakelens.errors import InvalidArgumentError
+
 CLASS_ORDER = ("real", "ai")  # confusion-matrix rows/columns: index 1 = AI
 
 
@@ -19,7 +21,7 @@ def detection_metrics(is_ai: np.ndarray, ai_probability: np.ndarray, threshold: 
     truth = np.asarray(is_ai, dtype=int)
     score = np.asarray(ai_probability, dtype=float)
     if truth.size == 0:
-        raise ValueError("cannot compute metrics on an empty set")
+        raise InvalidArgumentError("cannot compute metrics on an empty set")
     predicted = (score >= threshold).astype(int)
     both_classes = len(np.unique(truth)) == 2
     result: dict[str, Any] = {

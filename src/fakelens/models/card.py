@@ -8,6 +8,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from fakelens.config import INPUT_SIZE
+from fakelens.errors import InvalidArgumentError
+
 _EPS = 1e-7
 
 
@@ -22,7 +25,7 @@ class ModelCard:
 
     name: str
     architecture: str
-    input_size: tuple[int, int] = (32, 32)
+    input_size: tuple[int, int] = INPUT_SIZE
     output: Literal["p_real", "p_ai"] = "p_real"
     #: Label "ai" when ai_probability >= threshold.
     threshold: float = 0.5
@@ -30,6 +33,15 @@ class ModelCard:
     temperature: float = 1.0
     #: Measured figures, free-form, e.g. {"test": {"accuracy": ...}}.
     metrics: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.output not in ("p_real", "p_ai"):
+            raise InvalidArgumentError(f"card output must be 'p_real' or 'p_ai'; received {self.output!r}")
+        if not 0 <= self.threshold <= 1 or self.temperature <= 0:
+            raise InvalidArgumentError(
+                "card needs 0 <= threshold <= 1 and temperature > 0; "
+                f"received threshold={self.threshold}, temperature={self.temperature}"
+            )
 
     def ai_probability(self, raw: np.ndarray) -> np.ndarray:
         """Map raw sigmoid outputs to calibrated P(AI) in [0, 1]."""

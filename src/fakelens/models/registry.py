@@ -9,12 +9,14 @@ from typing import Any
 
 import keras
 
+from fakelens.config import INPUT_SIZE
+from fakelens.errors import InvalidArgumentError
 from fakelens.models.card import ModelCard
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registered architecture: its builder and the training defaults it was tuned with."""
+    """A registered architecture: its builder and what its sigmoid output means."""
 
     name: str
     description: str
@@ -46,16 +48,16 @@ def get_spec(name: str) -> ModelSpec:
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"Unknown model {name!r}.{hint} Available: {', '.join(sorted(_REGISTRY))}.")
+        available = ", ".join(sorted(_REGISTRY))
+        raise InvalidArgumentError(f"Unknown model {name!r}.{hint} Available: {available}.")
     return _REGISTRY[name]
 
 
 def create_model(
     name: str,
     *,
-    input_size: tuple[int, int] = (32, 32),
+    input_size: tuple[int, int] = INPUT_SIZE,
     learning_rate: float = 1e-3,
-    steps_per_execution: int = 1,
     **overrides: Any,
 ) -> tuple[keras.Model, ModelCard]:
     """Build and compile model `name`; `None` overrides keep the builder's defaults."""
@@ -65,7 +67,6 @@ def create_model(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss="binary_crossentropy",
         metrics=["accuracy"],
-        steps_per_execution=steps_per_execution,
     )
     card = ModelCard(name=name, architecture=name, input_size=input_size, output=spec.output)
     return model, card

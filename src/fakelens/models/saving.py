@@ -12,7 +12,7 @@ from pathlib import Path
 
 import keras
 
-from fakelens.errors import ModelLoadError
+from fakelens.errors import InvalidArgumentError, ModelLoadError
 from fakelens.fsutil import atomic_path
 from fakelens.models.card import ModelCard
 
@@ -23,7 +23,7 @@ def save_model(model: keras.Model, card: ModelCard, path: str | os.PathLike[str]
     """Write `model` and `card` to `path` (a `.keras` file); never leaves a half-written file."""
     path = Path(path)
     if path.suffix != ".keras":
-        raise ValueError(f"model files end in .keras; received {path}")
+        raise InvalidArgumentError(f"model files end in .keras; received {path}")
     with atomic_path(path) as tmp:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:
@@ -35,14 +35,18 @@ def read_card(path: str | os.PathLike[str]) -> ModelCard:
     """The card of a saved model, without loading the weights."""
     try:
         with zipfile.ZipFile(path) as archive:
-            return ModelCard.from_json(archive.read(CARD_MEMBER).decode("utf-8"))
-    except KeyError:
+            text = archive.read(CARD_MEMBER).decode("utf-8") if CARD_MEMBER in archive.namelist() else None
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"{path}: not a readable fakelens .keras model ({exc})") from None
+    if text is None:
         raise ModelLoadError(
             f"{path}: this .keras file has no fakelens model card; train or export models with "
             "fakelens so that the card (input size, output meaning, threshold) travels with them."
-        ) from None
-    except (zipfile.BadZipFile, OSError, ValueError, TypeError) as exc:
-        raise ModelLoadError(f"{path}: not a readable fakelens .keras model ({exc})") from None
+        )
+    try:
+        return ModelCard.from_json(text)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ModelLoadError(f"{path}: its model card is malformed ({exc!r})") from None
 
 
 def load_model(

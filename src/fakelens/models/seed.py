@@ -5,12 +5,13 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from fakelens.config import INPUT_SIZE
 from fakelens.models.preprocess import raw_image_input
 from fakelens.models.registry import register_model
 
 
 @register_model("seed", "The original notebook's CNN: 3 x (Conv+ReLU+MaxPool), Dense 32, sigmoid P(REAL).")
-def build_seed(input_size: tuple[int, int] = (32, 32)) -> keras.Model:
+def build_seed(input_size: tuple[int, int] = INPUT_SIZE) -> keras.Model:
     inputs, x = raw_image_input(input_size)
     x = layers.Conv2D(16, 3, activation="relu")(x)
     x = layers.MaxPooling2D()(x)

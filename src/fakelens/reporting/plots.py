@@ -16,9 +16,11 @@ from fakelens.fsutil import atomic_path
 
 
 def save_figure(figure: plt.Figure, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-    plt.close(figure)
+    try:
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+    finally:
+        plt.close(figure)
     return path
 
 

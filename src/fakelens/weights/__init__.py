@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).parent
-#: The model `predict`, `scan` and `serve` use when none is named.
+#: The model `predict` and `scan` use when none is named.
 DEFAULT_MODEL = "seed"
 
 
