@@ -18,10 +18,11 @@ from fakelens.weights import WEIGHTS_DIR
 def main(model_path: str, metrics_path: str, name: str) -> None:
     model, card = load_model(model_path, compile=False)
     evaluation = json.loads(Path(metrics_path).read_text(encoding="utf-8"))
-    keep = ("accuracy", "auroc", "ai", "real", "count", "confusion_matrix", "threshold")
+    keep = ("accuracy", "auroc", "ece", "ai", "real", "count", "confusion_matrix", "threshold")
     metrics = {
         **card.metrics,
         **{split: {k: evaluation[split][k] for k in keep} for split in ("test", "dedup_test")},
+        "robustness": evaluation.get("robustness"),
         "data_key": evaluation["data_key"],
     }
     target = save_model(model, card.with_updates(name=name, metrics=metrics), WEIGHTS_DIR / f"{name}.keras")

@@ -47,3 +47,21 @@ def test_data_info_counts_and_cross_split_duplicates(cifake_subset):
     assert info["sizes"] == {"32x32": info["total"]} and info["formats"] == {"JPEG": info["total"]}
     assert info["groups_across_train_and_test"] == 20
     assert not info["unreadable"]
+
+
+def test_reencoding_gives_every_class_the_same_container(tmp_path):
+    from conftest import encode, random_image
+
+    root = tmp_path / "mixed"
+    for split in ("train", "test"):
+        for label, fmt in (("REAL", "JPEG"), ("FAKE", "PNG")):
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for i in range(3):
+                (folder / f"{i}.{fmt.lower()}").write_bytes(encode(random_image(i, (48, 48)), fmt))
+    plain = load_labelled(root, quiet=True)
+    reencoded = load_labelled(root, reencode_quality=90, quiet=True)
+    assert plain.key == reencoded.key  # the same data, decoded two ways
+    assert list(plain.sha256) == list(reencoded.sha256)  # hashes stay those of the files
+    png = [i for i, name in enumerate(plain.names) if name.endswith(".png")]
+    assert png and all(not np.array_equal(plain.images[i], reencoded.images[i]) for i in png)

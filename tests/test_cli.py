@@ -7,6 +7,7 @@ import shutil
 
 import kagglehub
 import numpy as np
+import pytest
 from conftest import bomb_png, encode, random_image
 from PIL import Image
 from typer.testing import CliRunner
@@ -66,6 +67,7 @@ def test_usage_errors_exit_2_with_a_message(tmp_path, tiny_layout):
     assert result.exit_code == 2 and "no such folder or zip" in result.output
 
 
+@pytest.mark.slow
 def test_train_then_evaluate_through_the_cli(tiny_layout, tmp_path):
     result = run(
         "train",
@@ -84,11 +86,23 @@ def test_train_then_evaluate_through_the_cli(tiny_layout, tmp_path):
     assert result.exit_code == 0, result.output
     model = tmp_path / "runs" / "seed" / "model.keras"
     assert f"Results saved to {model.parent}" in result.output
-    result = run("evaluate", model, "--data", tiny_layout, "--out", tmp_path / "eval", "-q")
+    result = run("evaluate", model, "--data", tiny_layout, "--out", tmp_path / "eval", "--robustness", "-q")
     assert result.exit_code == 0, result.output
-    assert "accuracy" in result.output and "dedup_test" in result.output
+    assert "accuracy" in result.output and "dedup_test" in result.output and "jpeg_q75" in result.output
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert metrics["test"]["count"] == 8
+    assert metrics["test"]["count"] == 8 and 0 <= metrics["test"]["ece"] <= 1
+    assert set(metrics["robustness"]) >= {"jpeg_q50", "blur_sigma1", "upscaled_256"}
+    for name in ("roc.png", "confusion.png", "reliability.png"):
+        assert (tmp_path / "eval" / name).is_file()
+
+    calibrated = tmp_path / "calibrated.keras"
+    result = run("calibrate", model, "--data", tiny_layout, "--threshold", "0.3", "--out", calibrated, "-q")
+    assert result.exit_code == 0, result.output
+    from fakelens.models.saving import read_card
+
+    card = read_card(calibrated)
+    assert card.threshold == 0.3 and card.temperature > 0 and card.metrics["val"]["count"] == 4
+    assert read_card(model).training["seed"] == 42
 
 
 def test_data_info_and_show(tiny_layout, tmp_path):

@@ -89,7 +89,7 @@ def test_card_json_round_trip():
 def test_save_load_round_trip_keeps_predictions_and_card(seed_model_file, tmp_path):
     model, card = load_model(seed_model_file)
     batch = np.stack([random_image(i) for i in range(4)])
-    card = card.with_updates(threshold=0.42)
+    card = card.with_updates(threshold=0.42, temperature=1.7, training={"seed": 3})
     path = save_model(model, card, tmp_path / "again.keras")
     model2, card2 = load_model(path)
     assert card2 == card

@@ -150,6 +150,18 @@ def scan(
     report_failures(summary.failures, "failed")
 
 
+ThresholdOption = Annotated[
+    float | None, typer.Option(help="Fixed operating point: label ai when ai_probability >= this.")
+]
+MaxFprOption = Annotated[
+    float | None,
+    typer.Option(
+        "--max-false-positive-rate",
+        help="Choose the lowest threshold that flags at most this share of the validation's real photos.",
+    ),
+]
+
+
 @app.command()
 @usage_errors
 def train(
@@ -158,51 +170,89 @@ def train(
     ] = None,
     data: DataOption = None,
     epochs: Annotated[
-        int | None, typer.Option(help="Epochs to train in total (a resumed run counts finished ones).")
+        int | None,
+        typer.Option(help="Epochs in total, finished ones included [model's recipe]."),
     ] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Training batch size.")] = None,
-    learning_rate: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Training batch size [model's recipe].")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Peak learning rate [model's recipe].")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay; 0 = Adam [recipe].")] = None,
+    schedule: Annotated[str | None, typer.Option(help="constant or cosine [model's recipe].")] = None,
+    augment: Annotated[
+        bool | None, typer.Option("--augment/--no-augment", help="Web-degradation augmentation [recipe].")
+    ] = None,
     val_fraction: Annotated[
-        float | None, typer.Option(help="Share of train/ held out for validation.")
+        float | None, typer.Option(help="Share of train/ held out for validation [default: 0.1].")
     ] = None,
     seed: Annotated[
-        int | None, typer.Option(help="Drives the split, the shuffles and the weight init.")
+        int | None, typer.Option(help="Drives the split, the shuffles and the weight init [default: 42].")
     ] = None,
     limit: Annotated[
         int | None, typer.Option(help="Train on a balanced subset of this many train/ images.")
     ] = None,
+    threshold: ThresholdOption = None,
+    max_false_positive_rate: MaxFprOption = None,
     name: Annotated[str | None, typer.Option(help="Run name [default: the model name].")] = None,
     runs_dir: Annotated[Path | None, typer.Option(help="Where run directories go [default: runs].")] = None,
     quiet: Quiet = False,
 ) -> None:
-    """Train a model into runs/<name>/; the same command again resumes an unfinished run."""
+    """Train a model into runs/<name>/, then calibrate it on validation; the same command again
+    resumes an unfinished run."""
     from fakelens.data.layout import resolve_data_path
     from fakelens.training import train as run_training
 
-    given = {
-        "model": model,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "val_fraction": val_fraction,
-        "seed": seed,
-        "limit": limit,
-        "name": name,
-        "runs_dir": runs_dir,
-    }
+    given = dict(locals())
     config = TrainConfig(
         **{f.name: given[f.name] for f in fields(TrainConfig) if given.get(f.name) is not None}
     )
     result = run_training(config, resolve_data_path(data), quiet=quiet)
-    meta = result.metadata
+    meta, card = result.metadata, result.card
     if result.resumed_from_epoch:
         out.print(f"Resumed from epoch {result.resumed_from_epoch}.")
     out.print(
-        f"Trained {config.model} for {meta['epochs']} epoch(s) on {meta['train_images']:,} images "
-        f"({meta['train_seconds_total']:.0f} s, median {meta['images_per_second_median']:,.0f} images/s); "
-        f"validation accuracy {result.history['val_accuracy'][-1]:.4f} on {meta['val_images']:,} images."
+        f"Trained {card.architecture} for {meta['epochs']} epoch(s) on {meta['train_images']:,} images "
+        f"({meta['train_seconds_total']:.0f} s, median {meta['images_per_second_median']:,.0f} images/s)."
     )
+    print_calibration(card)
     out.print(f"Results saved to {result.run.root}")
+
+
+def print_calibration(card) -> None:
+    val = card.metrics["val"]
+    flagged = "n/a" if val["false_positive_rate"] is None else f"{val['false_positive_rate']:.4f}"
+    out.print(
+        f"Validation ({val['count']:,} images): accuracy {val['accuracy']:.4f} at threshold "
+        f"{card.threshold:.4f}, real photos flagged {flagged}; temperature {card.temperature:.3f} "
+        f"brings ECE {val['ece_uncalibrated']:.4f} -> {val['ece']:.4f}."
+    )
+
+
+@app.command()
+@usage_errors
+def calibrate(
+    model: Annotated[Path, typer.Argument(help="A .keras file trained by fakelens.")],
+    data: DataOption = None,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Where to write [default: <model>-calibrated.keras].")
+    ] = None,
+    threshold: ThresholdOption = None,
+    max_false_positive_rate: MaxFprOption = None,
+    quiet: Quiet = False,
+) -> None:
+    """Refit the temperature on the model's own validation split and set its operating point."""
+    from fakelens.calibrate import recalibrate
+    from fakelens.data.layout import resolve_data_path
+
+    target = out_path or model.with_name(f"{model.stem}-calibrated.keras")
+    card = recalibrate(
+        model,
+        resolve_data_path(data),
+        target,
+        threshold=threshold,
+        max_false_positive_rate=max_false_positive_rate,
+        quiet=quiet,
+    )
+    print_calibration(card)
+    out.print(f"Results saved to {target}")
 
 
 @app.command()
@@ -216,6 +266,15 @@ def evaluate(
             "--out", "-o", help="Where metrics.json and plots go [default: runs/evaluate/<model name>]."
         ),
     ] = None,
+    robustness: Annotated[
+        bool, typer.Option(help="Also score the test set after JPEG, rescaling, blur, noise, upscaling.")
+    ] = False,
+    reencode_jpeg: Annotated[
+        int | None,
+        typer.Option(
+            help="Re-encode every image as JPEG at this quality first (sets whose classes differ in format)."
+        ),
+    ] = None,
     trust_model: TrustModel = False,
     quiet: Quiet = False,
 ) -> None:
@@ -225,14 +284,30 @@ def evaluate(
 
     detector = _detector(model, trust_model)
     result = run_evaluation(
-        detector, resolve_data_path(data), out_dir or Path("runs/evaluate") / detector.name, quiet=quiet
+        detector,
+        resolve_data_path(data),
+        out_dir or Path("runs/evaluate") / detector.name,
+        robustness=robustness,
+        reencode_quality=reencode_jpeg,
+        quiet=quiet,
     )
     out.print(metrics_table(result.metrics))
+    if "robustness" in result.metrics:
+        out.print(robustness_table(result.metrics["robustness"]))
     out.print(
         f"Removed from the dedup test as leaked from train: {result.metrics['removed_as_leaked']:,} images."
     )
     out.print(f"Results saved to {result.out_dir}")
     report_failures(result.metrics["undecodable_files"].items(), "not decodable, left out")
+
+
+def robustness_table(results: dict[str, dict[str, float]]) -> Table:
+    table = Table(title="Robustness (official test set)")
+    for column in ("condition", "accuracy", "AUROC"):
+        table.add_column(column, justify="left" if column == "condition" else "right")
+    for name, measured in results.items():
+        table.add_row(name, f"{measured['accuracy']:.4f}", f"{measured['auroc']:.4f}")
+    return table
 
 
 def report_failures(failures: Iterable[tuple[str, str]], verb: str, shown: int = 20) -> None:
@@ -252,7 +327,11 @@ def metrics_table(metrics: dict[str, Any]) -> Table:
     table.add_column("metric")
     for name in sets:
         table.add_column(f"{name} ({metrics[name]['count']:,})", justify="right")
-    rows = [("accuracy", lambda m: m["accuracy"]), ("AUROC", lambda m: m["auroc"])]
+    rows = [
+        ("accuracy", lambda m: m["accuracy"]),
+        ("AUROC", lambda m: m["auroc"]),
+        ("ECE (15 bins)", lambda m: m["ece"]),
+    ]
     for cls in ("ai", "real"):
         rows += [
             (f"{key} ({cls})", lambda m, c=cls, k=key: m[c][k])

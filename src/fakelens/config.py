@@ -7,7 +7,7 @@ these values.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from fakelens.errors import InvalidArgumentError
@@ -33,15 +33,39 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """What `fakelens train` does unless told otherwise."""
+class Recipe:
+    """How an architecture trains unless told otherwise; each model registers its own.
 
-    model: str = "seed"
-    #: The original notebook trained 20 epochs.
+    These defaults are the original notebook's: Adam at 1e-3, batch 32, 20 epochs, no
+    augmentation.
+    """
+
     epochs: int = 20
-    #: The original notebook used Keras' default batch of 32.
     batch_size: int = 32
     learning_rate: float = 1e-3
+    #: Decoupled weight decay (AdamW) when > 0, plain Adam otherwise.
+    weight_decay: float = 0.0
+    #: "constant", or "cosine": one warm-up epoch, then cosine decay to zero.
+    schedule: str = "constant"
+    #: Flips, shifts and web degradations (JPEG, rescaling, blur, noise) on training batches.
+    augment: bool = False
+
+
+#: The original notebook's training: what `seed` uses.
+NOTEBOOK_RECIPE = Recipe()
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What `fakelens train` does; `None` fields take the model's recipe."""
+
+    model: str = "seed"
+    epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    weight_decay: float | None = None
+    schedule: str | None = None
+    augment: bool | None = None
     #: Part of `train/` held out for validation (grouped by image hash).
     val_fraction: float = 0.1
     seed: int = 42
@@ -49,18 +73,32 @@ class TrainConfig:
     limit: int | None = None
     runs_dir: Path = Path("runs")
     name: str | None = None
+    #: Operating point stored with the model: a fixed threshold on P(AI), or the lowest one
+    #: flagging at most this share of the validation's real photos. Neither: 0.5.
+    threshold: float | None = None
+    max_false_positive_rate: float | None = None
 
     def __post_init__(self) -> None:
         checks = {
-            "epochs": self.epochs >= 1,
-            "batch_size": self.batch_size >= 1,
-            "learning_rate": self.learning_rate > 0,
+            "epochs": self.epochs is None or self.epochs >= 1,
+            "batch_size": self.batch_size is None or self.batch_size >= 1,
+            "learning_rate": self.learning_rate is None or self.learning_rate > 0,
+            "weight_decay": self.weight_decay is None or self.weight_decay >= 0,
+            "schedule": self.schedule in (None, "constant", "cosine"),
             "val_fraction": 0 < self.val_fraction < 1,
             "limit": self.limit is None or self.limit >= 4,
+            "threshold": self.threshold is None or 0 <= self.threshold <= 1,
+            "max_false_positive_rate": self.max_false_positive_rate is None
+            or 0 <= self.max_false_positive_rate < 1,
         }
         for name, ok in checks.items():
             if not ok:
                 raise InvalidArgumentError(f"{name} is out of range; received {name}={getattr(self, name)!r}")
+
+    def with_recipe(self, recipe: Recipe) -> TrainConfig:
+        """Fill every `None` recipe field from `recipe`."""
+        filled = {f.name: getattr(recipe, f.name) for f in fields(Recipe) if getattr(self, f.name) is None}
+        return replace(self, **filled)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from fakelens.calibrate import calibrate_on
 from fakelens.config import INPUT_SIZE, TrainConfig
 from fakelens.data.cache import DecodedSet
 from fakelens.data.dataset import load_labelled, train_val
@@ -31,7 +32,18 @@ from fakelens.models import ModelCard, create_model, get_spec
 from fakelens.models.saving import load_model, save_model
 
 #: Config fields that must match for a run to be continued (epochs may grow).
-_RESUME_KEYS = ("model", "batch_size", "learning_rate", "val_fraction", "seed", "limit", "data_key")
+_RESUME_KEYS = (
+    "model",
+    "batch_size",
+    "learning_rate",
+    "weight_decay",
+    "schedule",
+    "augment",
+    "val_fraction",
+    "seed",
+    "limit",
+    "data_key",
+)
 _CHECKPOINT = re.compile(r"epoch_(\d{3,})\.keras$")
 
 
@@ -61,6 +73,7 @@ class RunDir:
 @dataclass(frozen=True)
 class TrainResult:
     run: RunDir
+    card: ModelCard
     resumed_from_epoch: int
     history: dict[str, list[float]]
     metadata: dict[str, Any]
@@ -128,15 +141,16 @@ class _EpochRecorder(keras.callbacks.Callback):
 
 def train(config: TrainConfig, data_path: Path, *, quiet: bool = False) -> TrainResult:
     """Train `config.model` on the Kaggle-layout data at `data_path`; see the module docstring."""
-    get_spec(config.model)  # an unknown name fails before any slow work
+    config = config.with_recipe(get_spec(config.model).recipe)  # an unknown name fails here, early
     data = load_labelled(data_path, INPUT_SIZE, quiet=quiet)
     train_set, val_set = train_val(data, config.val_fraction, config.seed, config.limit)
     run, record = choose_run_dir(config, data.key)
     run.root.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run.config, record)
 
+    steps = steps_per_epoch(len(train_set.names), config.batch_size)
     keras.utils.set_random_seed(config.seed)
-    model, card = create_model(config.model, learning_rate=config.learning_rate)
+    model, card = create_model(config.model, optimizer=make_optimizer(config, steps))
     history: dict[str, list[float]] = {}
     start_epoch = 0
     latest = run.latest_checkpoint()
@@ -157,13 +171,14 @@ def train(config: TrainConfig, data_path: Path, *, quiet: bool = False) -> Train
         config.batch_size,
         seed=config.seed,
         first_epoch=start_epoch,
+        augment=config.augment,
     )
     validation = evaluation_batches(val_set.images, card.training_target(val_set.is_ai), config.batch_size)
     began = time.perf_counter()
     if start_epoch < config.epochs:
         model.fit(
             batches,
-            steps_per_epoch=steps_per_epoch(len(train_set.names), config.batch_size),
+            steps_per_epoch=steps,
             validation_data=validation,
             epochs=config.epochs,
             initial_epoch=start_epoch,
@@ -182,12 +197,36 @@ def train(config: TrainConfig, data_path: Path, *, quiet: bool = False) -> Train
         config, data, train_set, val_set, history, start_epoch, time.perf_counter() - began
     )
     write_json_atomic(run.metadata, metadata)
-    final_card = card.with_updates(
-        name=run.root.name,
-        metrics={"val": {"accuracy": history["val_accuracy"][-1], "loss": history["val_loss"][-1]}},
+    training_record = {
+        k: v
+        for k, v in record.items()
+        if k not in ("runs_dir", "name", "threshold", "max_false_positive_rate")
+    }
+    final_card = calibrate_on(
+        model,
+        card.with_updates(name=run.root.name, training=training_record),
+        val_set,
+        threshold=config.threshold,
+        max_false_positive_rate=config.max_false_positive_rate,
     )
     save_model(model, final_card, run.model)  # last: its presence marks the run finished
-    return TrainResult(run, start_epoch, history, metadata)
+    return TrainResult(run, final_card, start_epoch, history, metadata)
+
+
+def make_optimizer(config: TrainConfig, steps: int) -> keras.optimizers.Optimizer:
+    """Adam or AdamW, at a constant rate or with a one-epoch warm-up then cosine decay."""
+    rate: float | keras.optimizers.schedules.LearningRateSchedule = config.learning_rate
+    if config.schedule == "cosine":
+        warmup = min(steps, config.epochs * steps // 2)
+        rate = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=config.learning_rate / 10,
+            decay_steps=config.epochs * steps - warmup,
+            warmup_target=config.learning_rate,
+            warmup_steps=warmup,
+        )
+    if config.weight_decay:
+        return keras.optimizers.AdamW(learning_rate=rate, weight_decay=config.weight_decay)
+    return keras.optimizers.Adam(learning_rate=rate)
 
 
 def _run_metadata(

@@ -22,7 +22,7 @@ import numpy as np
 import platformdirs
 
 from fakelens.config import CACHE_ENV
-from fakelens.data.decode import load_image
+from fakelens.data.decode import load_image, reencode_jpeg
 from fakelens.data.layout import ImageSource, LabelledImage
 from fakelens.errors import ImageDecodeError
 from fakelens.progress import progress_bar
@@ -43,7 +43,7 @@ class DecodedSet:
     names: np.ndarray  # (N,) str, relative names in the source
     sha256: np.ndarray  # (N,) str, hash of the file bytes
     failures: dict[str, str]  # name -> reason, for files that could not be decoded
-    key: str  # cache key: a hash of the files, the chosen entries, the size and the decoder
+    key: str  # the data's identity: a hash of the files and the chosen entries (see data_hash)
 
     def select(self, index: np.ndarray) -> DecodedSet:
         return replace(
@@ -63,12 +63,18 @@ def cache_root() -> Path:
     return Path(os.environ.get(CACHE_ENV) or platformdirs.user_cache_dir("fakelens"))
 
 
-def cache_key(source: ImageSource, entries: Sequence[LabelledImage], size: tuple[int, int]) -> str:
-    """Changes when the files, the chosen entries, the size or the decoder change."""
-    digest = hashlib.sha256(f"{CACHE_FORMAT}\0{size}\0{source.fingerprint()}\0".encode())
+def data_hash(source: ImageSource, entries: Sequence[LabelledImage]) -> str:
+    """The data's identity: a hash of the files' listing and the chosen entries."""
+    digest = hashlib.sha256(f"{source.fingerprint()}\0".encode())
     for entry in entries:
         digest.update(f"{entry.name}\0{entry.split}\0{entry.label}\n".encode())
     return digest.hexdigest()[:24]
+
+
+def cache_key(identity: str, size: tuple[int, int], reencode_quality: int | None = None) -> str:
+    """Changes when the data, the size or the decoding change."""
+    text = f"{CACHE_FORMAT}\0{size}\0{reencode_quality}\0{identity}"
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 def decode_labelled(
@@ -76,20 +82,25 @@ def decode_labelled(
     entries: Sequence[LabelledImage],
     size: tuple[int, int],
     *,
+    reencode_quality: int | None = None,
     workers: int = 2,
     quiet: bool = False,
 ) -> DecodedSet:
-    """Decode `entries` into a DecodedSet, cached under the source's fingerprint."""
-    key = cache_key(source, entries, size)
-    directory = cache_root() / key
+    """Decode `entries` into a DecodedSet, cached under the source's fingerprint.
+
+    `reencode_quality` re-encodes every image as JPEG at that quality (at its own size, before
+    resizing), so that no container or format difference between classes survives.
+    """
+    identity = data_hash(source, entries)
+    directory = cache_root() / cache_key(identity, size, reencode_quality)
     if not (directory / "index.json").exists():
         message = f"Decoding {len(entries):,} images into the cache {directory}"
         with progress_bar(message, len(entries), quiet=quiet) as advance:
-            _build(directory, source, entries, size, workers, advance)
-    return _load(directory, key)
+            _build(directory, source, entries, size, reencode_quality, workers, advance)
+    return _load(directory, identity)
 
 
-def _build(directory, source, entries, size, workers, progress) -> None:
+def _build(directory, source, entries, size, reencode_quality, workers, progress) -> None:
     directory.parent.mkdir(parents=True, exist_ok=True)
     for stale in directory.parent.glob(f".{directory.name}.*"):  # left by a killed build
         if time.time() - stale.stat().st_mtime > STALE_BUILD_SECONDS:
@@ -101,7 +112,7 @@ def _build(directory, source, entries, size, workers, progress) -> None:
         )
         kept, hashes, failures = [], [], {}
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = pool.map(_safe_decode, [(source, e, size) for e in entries])
+            results = pool.map(_safe_decode, [(source, e, size, reencode_quality) for e in entries])
             for entry, (array, digest, error) in zip(entries, results):
                 if error is None:
                     images[len(kept)] = array
@@ -130,12 +141,14 @@ def _build(directory, source, entries, size, workers, progress) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _safe_decode(job: tuple[ImageSource, LabelledImage, tuple[int, int]]):
-    """(array, sha256, None) for a good file, (None, None, reason) for a bad one."""
-    source, entry, size = job
+def _safe_decode(job: tuple[ImageSource, LabelledImage, tuple[int, int], int | None]):
+    """(array, sha256 of the file, None) for a good file, (None, None, reason) for a bad one."""
+    source, entry, size, reencode_quality = job
+    name = source.display_name(entry.name)
     try:
         raw = source.read(entry.name)
-        array = load_image(raw, size, name=source.display_name(entry.name))
+        pixels = raw if reencode_quality is None else reencode_jpeg(raw, reencode_quality, name=name)
+        array = load_image(pixels, size, name=name)
         return array, hashlib.sha256(raw).hexdigest(), None
     except ImageDecodeError as exc:
         return None, None, exc.reason

@@ -13,12 +13,23 @@ from fakelens.data.split import balanced_subset, group_split, leaked_mask
 
 
 def load_labelled(
-    path: str | os.PathLike[str], size: tuple[int, int] = INPUT_SIZE, *, quiet: bool = False
+    path: str | os.PathLike[str],
+    size: tuple[int, int] = INPUT_SIZE,
+    *,
+    reencode_quality: int | None = None,
+    quiet: bool = False,
 ) -> DecodedSet:
     """Decode every image of a Kaggle-layout folder or zip, from the cache when possible."""
     with open_source(path) as source:
         entries = kaggle_entries(source)
-        return decode_labelled(source, entries, size, workers=InferenceConfig.workers, quiet=quiet)
+        return decode_labelled(
+            source,
+            entries,
+            size,
+            reencode_quality=reencode_quality,
+            workers=InferenceConfig.workers,
+            quiet=quiet,
+        )
 
 
 def train_val(

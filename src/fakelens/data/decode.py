@@ -157,3 +157,10 @@ def resize_to(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def load_image(data: ImageInput, size: tuple[int, int], *, name: str | None = None) -> np.ndarray:
     """Decode and resize in one call: what the data pipeline and the detector both need."""
     return resize_to(decode_image(data, name=name, draft_size=(size[1], size[0])), size)
+
+
+def reencode_jpeg(data: ImageInput, quality: int, *, name: str | None = None) -> bytes:
+    """Decode, then encode again as an RGB JPEG at `quality`: the same container for all."""
+    buffer = io.BytesIO()
+    Image.fromarray(decode_image(data, name=name)).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()

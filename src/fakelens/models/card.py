@@ -14,6 +14,18 @@ from fakelens.errors import InvalidArgumentError
 _EPS = 1e-7
 
 
+def logit(probability: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(probability, dtype=np.float64), _EPS, 1 - _EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def apply_temperature(probability: np.ndarray, temperature: float) -> np.ndarray:
+    """sigmoid(logit(p) / T): T > 1 softens over-confident scores, T = 1 changes nothing."""
+    if temperature == 1.0:
+        return np.clip(np.asarray(probability, dtype=np.float64), _EPS, 1 - _EPS)
+    return 1.0 / (1.0 + np.exp(-logit(probability) / temperature))
+
+
 @dataclass(frozen=True)
 class ModelCard:
     """Everything needed to turn a model's raw output into a verdict.
@@ -33,6 +45,8 @@ class ModelCard:
     temperature: float = 1.0
     #: Measured figures, free-form, e.g. {"test": {"accuracy": ...}}.
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: How it was trained: seed, split, data hash, recipe (to rebuild its validation split).
+    training: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.output not in ("p_real", "p_ai"):
@@ -45,13 +59,8 @@ class ModelCard:
 
     def ai_probability(self, raw: np.ndarray) -> np.ndarray:
         """Map raw sigmoid outputs to calibrated P(AI) in [0, 1]."""
-        p = np.clip(np.asarray(raw, dtype=np.float64).reshape(-1), _EPS, 1 - _EPS)
-        if self.output == "p_real":
-            p = 1.0 - p
-        if self.temperature != 1.0:
-            logit = np.log(p) - np.log1p(-p)
-            p = 1.0 / (1.0 + np.exp(-logit / self.temperature))
-        return p
+        p = np.asarray(raw, dtype=np.float64).reshape(-1)
+        return apply_temperature(1.0 - p if self.output == "p_real" else p, self.temperature)
 
     def training_target(self, is_ai: np.ndarray) -> np.ndarray:
         """The 0/1 target the model is trained on, in its own output convention."""

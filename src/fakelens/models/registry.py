@@ -9,7 +9,7 @@ from typing import Any
 
 import keras
 
-from fakelens.config import INPUT_SIZE
+from fakelens.config import INPUT_SIZE, NOTEBOOK_RECIPE, Recipe
 from fakelens.errors import InvalidArgumentError
 from fakelens.models.card import ModelCard
 
@@ -22,18 +22,19 @@ class ModelSpec:
     description: str
     build: Callable[..., keras.Model]
     output: str = "p_real"
+    recipe: Recipe = NOTEBOOK_RECIPE
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, description: str, output: str = "p_real"):
-    """Decorator adding a builder `fn(input_size) -> keras.Model` to the registry."""
+def register_model(name: str, description: str, output: str = "p_real", recipe: Recipe = NOTEBOOK_RECIPE):
+    """Decorator adding a builder `fn(input_size) -> keras.Model` and its training recipe."""
 
     def decorator(build: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = ModelSpec(name, description, build, output)
+        _REGISTRY[name] = ModelSpec(name, description, build, output, recipe)
         return build
 
     return decorator
@@ -57,14 +58,15 @@ def create_model(
     name: str,
     *,
     input_size: tuple[int, int] = INPUT_SIZE,
-    learning_rate: float = 1e-3,
+    optimizer: keras.optimizers.Optimizer | None = None,
     **overrides: Any,
 ) -> tuple[keras.Model, ModelCard]:
-    """Build and compile model `name`; `None` overrides keep the builder's defaults."""
+    """Build and compile model `name` (Adam at its recipe's rate unless `optimizer` is given);
+    `None` overrides keep the builder's defaults."""
     spec = get_spec(name)
     model = spec.build(input_size=input_size, **{k: v for k, v in overrides.items() if v is not None})
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        optimizer=optimizer or keras.optimizers.Adam(learning_rate=spec.recipe.learning_rate),
         loss="binary_crossentropy",
         metrics=["accuracy"],
     )

@@ -91,3 +91,25 @@ def plot_image_grid(images: np.ndarray, captions: Sequence[str], path: Path, col
         axis.imshow(image, interpolation="nearest")
         axis.set_title(caption, fontsize=8)
     return save_figure(figure, path)
+
+
+def plot_reliability(bins: dict, path: Path, title: str = "") -> Path:
+    """Reliability diagram: accuracy against confidence per bin, with the ECE in the title."""
+    figure, axis = plt.subplots(figsize=(5, 5))
+    counts = np.asarray(bins["counts"])
+    used = counts > 0
+    confidence = np.asarray(bins["confidence"])[used]
+    accuracy = np.asarray(bins["accuracy"])[used]
+    width = (bins["edges"][1] - bins["edges"][0]) * 0.9
+    axis.bar(confidence, accuracy, width=width, alpha=0.7, label="accuracy in bin")
+    axis.plot([0.5, 1], [0.5, 1], linestyle="--", color="grey", label="perfect calibration")
+    axis.set(
+        xlabel="confidence of the predicted label",
+        ylabel="accuracy",
+        xlim=(0.5, 1.0),
+        ylim=(0.0, 1.0),
+        title=f"{title} reliability (ECE {bins['ece']:.4f}, {bins['bins']} bins)".strip(),
+    )
+    axis.grid(alpha=0.3)
+    axis.legend(loc="upper left")
+    return save_figure(figure, path)
