@@ -59,7 +59,6 @@ def evaluate(
     }
     for name, mask in subsets.items():
         metrics[name] = detection_metrics(test.is_ai[mask], scores[mask], threshold)
-        metrics[name]["ece"] = reliability(test.is_ai[mask], scores[mask])["ece"]
     if robustness:
         metrics["robustness"] = robustness_battery(detector, images, test.is_ai, quiet=quiet)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -8,12 +8,14 @@ import numpy as np
 from sklearn import metrics as skm
 
 from fakelens.errors import InvalidArgumentError
+from fakelens.evaluation.calibration import reliability
 
 CLASS_ORDER = ("real", "ai")  # confusion-matrix rows/columns: index 1 = AI
 
 
 def detection_metrics(is_ai: np.ndarray, ai_probability: np.ndarray, threshold: float) -> dict[str, Any]:
-    """Accuracy, per-class precision/recall/F1, AUROC, average precision, confusion matrix.
+    """Accuracy, per-class precision/recall/F1, AUROC, average precision, ECE (15 bins),
+    confusion matrix.
 
     `is_ai` holds the truth (1 = AI); the prediction is AI when ai_probability >= threshold.
     The "real" class mirrors the original notebook, whose positive class was REAL.
@@ -29,6 +31,7 @@ def detection_metrics(is_ai: np.ndarray, ai_probability: np.ndarray, threshold: 
         "threshold": float(threshold),
         "accuracy": float(skm.accuracy_score(truth, predicted)),
         "auroc": float(skm.roc_auc_score(truth, score)) if both_classes else None,
+        "ece": reliability(truth, score)["ece"],
         "confusion_matrix": {
             "labels": list(CLASS_ORDER),
             "counts": skm.confusion_matrix(truth, predicted, labels=[0, 1]).tolist(),
