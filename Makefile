@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= $(or $(FAKELENS_DATA),../shared/data/cifake/cifake.zip)
 
-.PHONY: install demo test test-fast lint train-seed clean
+.PHONY: install demo test test-fast lint train-seed train-default clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,12 +16,12 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
-## demo: install, then show the data, judge it with the shipped model, and train briefly.
+## demo: install, then show the data, the shipped default model's metrics, and scan the test images.
 demo: install
 	$(BIN)/fakelens data info $(DATA)
-	$(BIN)/fakelens evaluate seed --data $(DATA) --out runs/demo/evaluate
-	$(BIN)/fakelens scan $(DATA) --out runs/demo/scan.csv
-	$(BIN)/fakelens train --model seed --data $(DATA) --epochs 1 --name demo-train
+	$(BIN)/fakelens models
+	$(BIN)/fakelens evaluate patchres --data $(DATA) --out runs/demo/evaluate
+	$(BIN)/fakelens scan $(DATA) --include "test/*" --out runs/demo/scan.csv
 
 ## test: install with test tools, run the whole suite.
 test: install
@@ -39,7 +39,18 @@ lint: install
 train-seed: install
 	$(BIN)/fakelens train --model seed --data $(DATA) --epochs 20 --name seed-cifake
 	run=$$(ls -td runs/seed-cifake*/ | head -1) && \
-	  $(BIN)/fakelens evaluate $${run}model.keras --data $(DATA) --out $${run}evaluate
+	  $(BIN)/fakelens evaluate $${run}model.keras --data $(DATA) --robustness --out $${run}evaluate && \
+	  $(BIN)/python scripts/ship_model.py $${run}model.keras $${run}evaluate/metrics.json seed
+
+## train-default: the shipped default model, from scratch (under an hour on 2 cores), evaluated
+## on CIFAKE (with the robustness battery) and on sd-unsplash (re-encoded), then shipped.
+SD_UNSPLASH ?= ../shared/data/sd-unsplash/sd-unsplash.zip
+train-default: install
+	$(BIN)/fakelens train --model patchres --data $(DATA) --name patchres-cifake
+	run=$$(ls -td runs/patchres-cifake*/ | head -1) && \
+	  $(BIN)/fakelens evaluate $${run}model.keras --data $(DATA) --robustness --out $${run}evaluate && \
+	  $(BIN)/fakelens evaluate $${run}model.keras --data $(SD_UNSPLASH) --reencode-jpeg 90 --out $${run}sd-unsplash && \
+	  $(BIN)/python scripts/ship_model.py $${run}model.keras $${run}evaluate/metrics.json patchres
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -195,8 +195,7 @@ def train(
     runs_dir: Annotated[Path | None, typer.Option(help="Where run directories go [default: runs].")] = None,
     quiet: Quiet = False,
 ) -> None:
-    """Train a model into runs/<name>/, then calibrate it on validation; the same command again
-    resumes an unfinished run."""
+    """Train a model into runs/<name>/ and calibrate it; the same command resumes an unfinished run."""
     from fakelens.data.layout import resolve_data_path
     from fakelens.training import train as run_training
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).parent
 #: The model `predict` and `scan` use when none is named.
-DEFAULT_MODEL = "seed"
+DEFAULT_MODEL = "patchres"
 
 
 def shipped_models() -> list[str]:
