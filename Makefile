@@ -31,8 +31,8 @@ test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: install
-	$(BIN)/ruff check src tests scripts
-	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/ruff check src tests scripts benchmarks
+	$(BIN)/ruff format --check src tests scripts benchmarks
 
 ## train-seed: the original notebook's model, 20 epochs, as in the README's results table.
 ## Run again after a kill, it resumes; after a finished run it trains seed-cifake-2, and so on.
