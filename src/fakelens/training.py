@@ -197,11 +197,7 @@ def train(config: TrainConfig, data_path: Path, *, quiet: bool = False) -> Train
         config, data, train_set, val_set, history, start_epoch, time.perf_counter() - began
     )
     write_json_atomic(run.metadata, metadata)
-    training_record = {
-        k: v
-        for k, v in record.items()
-        if k not in ("runs_dir", "name", "threshold", "max_false_positive_rate")
-    }
+    training_record = {k: record[k] for k in (*_RESUME_KEYS, "epochs")}  # what rebuilds the split
     final_card = calibrate_on(
         model,
         card.with_updates(name=run.root.name, training=training_record),

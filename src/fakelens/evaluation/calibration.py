@@ -77,20 +77,20 @@ def calibrate_card(
     """
     if threshold is not None and max_false_positive_rate is not None:
         raise InvalidArgumentError("give a threshold or a maximum false-positive rate, not both")
-    temperature = fit_temperature(uncalibrated, is_ai)
-    calibrated = card.with_updates(temperature=temperature)
+    truth = np.asarray(is_ai).astype(bool)
+    temperature = fit_temperature(uncalibrated, truth)
     scores = apply_temperature(uncalibrated, temperature)
     if max_false_positive_rate is not None:
-        threshold = threshold_for_false_positive_rate(scores[np.asarray(is_ai) == 0], max_false_positive_rate)
-    calibrated = calibrated.with_updates(threshold=card.threshold if threshold is None else threshold)
-    truth = np.asarray(is_ai).astype(bool)
+        threshold = threshold_for_false_positive_rate(scores[~truth], max_false_positive_rate)
+    if threshold is None:
+        threshold = card.threshold
     val = {
         "count": int(truth.size),
-        "accuracy": float(np.mean((scores >= calibrated.threshold) == truth)),
-        "false_positive_rate": float(np.mean(scores[~truth] >= calibrated.threshold))
-        if (~truth).any()
-        else None,
+        "accuracy": float(np.mean((scores >= threshold) == truth)),
+        "false_positive_rate": float(np.mean(scores[~truth] >= threshold)) if (~truth).any() else None,
         "ece_uncalibrated": reliability(truth, uncalibrated)["ece"],
         "ece": reliability(truth, scores)["ece"],
     }
-    return calibrated.with_updates(metrics={**card.metrics, "val": val})
+    return card.with_updates(
+        temperature=temperature, threshold=threshold, metrics={**card.metrics, "val": val}
+    )
