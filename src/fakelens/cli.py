@@ -60,6 +60,15 @@ DataOption = Annotated[
     ),
 ]
 
+EvidenceOption = Annotated[
+    bool,
+    typer.Option(
+        "--evidence",
+        help="Add each file's metadata findings (EXIF, PNG text, XMP, C2PA) to its record, beside "
+        "the score, never merged into it (CSV: a JSON column).",
+    ),
+]
+
 
 def usage_errors(command: F) -> F:
     """Turn fakelens' own errors into a one-line message and exit code 2."""
@@ -89,9 +98,12 @@ def predict(
     model: ModelOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON record per line.")] = False,
     trust_model: TrustModel = False,
+    evidence: EvidenceOption = False,
 ) -> None:
     """Judge images: one tab-separated line each: path, label (ai/real), ai_probability."""
     records = _detector(model, trust_model).predict(images)
+    if evidence:
+        records = [record.with_evidence(path) for record, path in zip(records, images)]
     for record in records:
         if as_json:
             typer.echo(json.dumps(record.to_dict(), ensure_ascii=False))
@@ -99,8 +111,15 @@ def predict(
             typer.echo(f"{record.path}\terror\t{record.error}")
         else:
             typer.echo(f"{record.path}\t{record.label}\t{record.ai_probability:.4f}")
+        if evidence and not as_json:
+            for item in record.evidence or []:
+                typer.echo(f"\tevidence: {evidence_text(item)}: {item['value'][:80]!r}")
     if any(record.error for record in records):
         raise typer.Exit(1)
+
+
+def evidence_text(item: dict[str, str]) -> str:
+    return f"{item['kind']} {item['key']} -> {item['points_to']} ({item['strength']})"
 
 
 @app.command()
@@ -122,6 +141,7 @@ def scan(
         int | None, typer.Option(help=f"Decoding threads [default: {InferenceConfig.workers}].")
     ] = None,
     trust_model: TrustModel = False,
+    evidence: EvidenceOption = False,
     quiet: Quiet = False,
 ) -> None:
     """Judge every image in a folder or zip; one row per file (path,label,ai_probability,model,error)."""
@@ -134,6 +154,7 @@ def scan(
         include=include or (),
         workers=workers,
         quiet=quiet,
+        evidence=evidence,
     )
     total = summary.scored + len(summary.failures)
     out.print(
@@ -340,6 +361,79 @@ def metrics_table(metrics: dict[str, Any]) -> Table:
         values = (get(metrics[name]) for name in sets)
         table.add_row(label, *("-" if value is None else f"{value:.4f}" for value in values))
     return table
+
+
+@app.command()
+@usage_errors
+def explain(
+    images: Annotated[list[Path], typer.Argument(help="Image files to explain.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the files written.")] = Path(
+        "explain"
+    ),
+    model: ModelOption = None,
+    trust_model: TrustModel = False,
+) -> None:
+    """Why a verdict: per image, a Grad-CAM overlay (<stem>.overlay.png), the raw map
+    (<stem>.heatmap.npy) and the record with metadata evidence (<stem>.json)."""
+    from fakelens.explain.files import Explained, explain_to_dir
+
+    failures = []
+    for result in explain_to_dir(_detector(model, trust_model), images, out_dir):
+        if not isinstance(result, Explained):
+            failures.append(result)
+            continue
+        record = result.record
+        pointing = [e for e in record["evidence"] if e["points_to"] != "unknown"]
+        shown = "; ".join(evidence_text(e) for e in pointing)
+        out.print(
+            f"{record['path']}\t{record['label']}\t{record['ai_probability']:.4f}\t"
+            f"{result.files[0]}\t{shown or 'no metadata evidence'}",
+            highlight=False,
+        )
+    out.print(f"Results saved to {out_dir}")
+    report_failures(failures, "failed")
+
+
+@app.command()
+@usage_errors
+def report(
+    source: Annotated[
+        Path, typer.Argument(help="A training run directory (runs/<name>) or a scan's .csv/.jsonl results.")
+    ],
+    out_path: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Report file [default: report.html, or report.md].")
+    ] = None,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Markdown with figures in <name>_files/, for READMEs.")
+    ] = False,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model for heatmaps [default: the run's model.keras; for a scan, the model it used].",
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            "-d",
+            help="Data for a run's confident mistakes [default: the data its evaluation used].",
+        ),
+    ] = None,
+    top: Annotated[int, typer.Option(help="Heatmap tiles: mistakes, or most AI-like files.")] = 12,
+    sample: Annotated[int, typer.Option(help="Test images scored to find a run's mistakes.")] = 2000,
+    quiet: Quiet = False,
+) -> None:
+    """One readable page: for a run, curves, metrics, ROC, confusion, reliability, robustness and the
+    most confident mistakes; for a scan, counts, score histogram, the most AI-like files, errors.
+    HTML is a single offline file with its images inline."""
+    from fakelens.reporting.report import ReportOptions, write_report
+
+    target = out_path or Path("report.md" if markdown else "report.html")
+    options = ReportOptions(model=model, data=data, top=top, sample=sample, quiet=quiet)
+    out.print(f"Results saved to {write_report(source, target, markdown=markdown, options=options)}")
 
 
 @app.command("models")

@@ -6,7 +6,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,22 @@ class Prediction:
     ai_probability: float | None
     model: str
     error: str | None = None
+    #: Metadata findings (`explain.metadata.Evidence.to_dict()`), only when asked for; never
+    #: merged into `ai_probability`.
+    evidence: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The record; `evidence` appears only when it was asked for."""
+        record = asdict(self)
+        if self.evidence is None:
+            del record["evidence"]
+        return record
+
+    def with_evidence(self, data: ImageInput) -> Prediction:
+        """This record plus the evidence in `data`'s metadata ([] when unreadable)."""
+        from fakelens.explain.metadata import evidence_dicts
+
+        return replace(self, evidence=evidence_dicts(data, name=self.path))
 
 
 class Detector:

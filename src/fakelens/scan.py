@@ -7,17 +7,20 @@ import json
 import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import TextIO
 
 from fakelens.data.layout import ImageSource, is_image_name, open_source
 from fakelens.errors import InvalidArgumentError
+from fakelens.explain.metadata import evidence_dicts
 from fakelens.inference import Detector, Prediction
 from fakelens.progress import progress_bar
 
 COLUMNS = ("path", "label", "ai_probability", "model", "error")
+#: Added when evidence is asked for; in CSV it holds the JSON list of findings.
+EVIDENCE_COLUMN = "evidence"
 FORMATS = (".csv", ".jsonl")
 
 
@@ -55,7 +58,7 @@ class ResultWriter:
     An interrupted scan leaves the rows it wrote in `<out>.partial`, never a truncated `out`.
     """
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, *, evidence: bool = False) -> None:
         check_output_path(out)
         self.out = out
         self.partial = out.with_name(out.name + ".partial")
@@ -63,13 +66,16 @@ class ResultWriter:
         self._file: TextIO = open(self.partial, "w", encoding="utf-8", newline="")
         self._csv = None
         if out.suffix.lower() == ".csv":
-            self._csv = csv.DictWriter(self._file, fieldnames=COLUMNS)
+            columns = (*COLUMNS, EVIDENCE_COLUMN) if evidence else COLUMNS
+            self._csv = csv.DictWriter(self._file, fieldnames=columns)
             self._csv.writeheader()
 
     def write(self, records: Iterable[Prediction]) -> None:
         for record in records:
             row = record.to_dict()
             if self._csv is not None:
+                if EVIDENCE_COLUMN in row:
+                    row[EVIDENCE_COLUMN] = json.dumps(row[EVIDENCE_COLUMN], ensure_ascii=False)
                 self._csv.writerow(row)
             else:
                 self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -94,10 +100,12 @@ def scan(
     include: Sequence[str] = (),
     workers: int | None = None,
     quiet: bool = False,
+    evidence: bool = False,
 ) -> ScanSummary:
     """Score every image file in `source_path` (folder, recursively, or zip) into `out`.
 
-    `include` keeps only relative names matching one of its glob patterns (e.g. "test/*").
+    `include` keeps only relative names matching one of its glob patterns (e.g. "test/*");
+    `evidence` adds each file's metadata findings to its record.
     """
     check_output_path(out)
     with open_source(source_path) as source:
@@ -107,12 +115,15 @@ def scan(
             out=out, not_images=[source.display_name(n) for n in names if not is_image_name(n)]
         )
         display = [source.display_name(name) for name in images]
-        loader = _loader(detector, source, images, display)
-        writer = ResultWriter(out)
+        found: dict[str, list] | None = {} if evidence else None
+        loader = _loader(detector, source, images, display, found)
+        writer = ResultWriter(out, evidence=evidence)
         began = time.perf_counter()
         try:
             with progress_bar(f"Scanning {len(images):,} images", len(images), quiet=quiet) as advance:
                 for batch in detector.score_stream(display, loader, workers=workers):
+                    if found is not None:
+                        batch = [replace(r, evidence=found.pop(r.path, [])) for r in batch]
                     writer.write(batch)
                     summary.add(batch)
                     advance(len(batch))
@@ -123,5 +134,19 @@ def scan(
     return summary
 
 
-def _loader(detector: Detector, source: ImageSource, names: list[str], display: list[str]):
-    return lambda i: detector.prepare(source.read(names[i]), display[i])
+def _loader(
+    detector: Detector,
+    source: ImageSource,
+    names: list[str],
+    display: list[str],
+    evidence: dict[str, list] | None = None,
+):
+    """Prepares input i; with `evidence`, also files its metadata findings there by name."""
+
+    def load(i: int):
+        raw = source.read(names[i])
+        if evidence is not None:
+            evidence[display[i]] = evidence_dicts(raw, name=display[i])
+        return detector.prepare(raw, display[i])
+
+    return load

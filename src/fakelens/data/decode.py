@@ -11,6 +11,8 @@ import io
 import os
 import stat
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -72,27 +74,23 @@ def read_file_bytes(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTE
     return data
 
 
-def decode_image(
-    data: ImageInput,
-    *,
-    name: str | None = None,
-    max_pixels: int = MAX_PIXELS,
-    draft_size: tuple[int, int] | None = None,
-) -> np.ndarray:
-    """Decode `data` (a path or the file's bytes) to an (H, W, 3) uint8 RGB array.
-
-    EXIF orientation is applied; grey, palette, alpha, CMYK and 16-bit images become RGB with
-    alpha composited on white; animated images are judged on their first frame. `draft_size`
-    lets JPEG decoding skip detail that a later resize to that size would throw away.
-    """
+def input_bytes(data: ImageInput, name: str | None = None) -> tuple[str, bytes]:
+    """The name to report and the whole file's bytes, for a path or bytes-like input."""
     if isinstance(data, BYTES_TYPES):
-        label = name or "<bytes>"
         raw = bytes(data)
+        label = name or "<bytes>"
     else:
         label = name or str(data)
         raw = read_file_bytes(data)
     if not raw:
         raise ImageDecodeError(label, "file is empty (0 bytes)")
+    return label, raw
+
+
+@contextmanager
+def open_image(raw: bytes, label: str, max_pixels: int = MAX_PIXELS) -> Iterator[Image.Image]:
+    """Pillow's lazy `Image.open` (header only) with the pixel limit checked; any Pillow failure
+    inside the block becomes an `ImageDecodeError` naming `label`."""
     try:
         with warnings.catch_warnings():
             # Our own pixel limit below replaces Pillow's bomb warning.
@@ -107,10 +105,7 @@ def decode_image(
                         f"image is {width}x{height} = {width * height:,} pixels, over the "
                         f"{max_pixels:,}-pixel limit (raise max_pixels if it is genuine)",
                     )
-                if draft_size is not None and image.format == "JPEG":
-                    image.draft("RGB", draft_size)
-                image.load()
-                return to_rgb_array(ImageOps.exif_transpose(image))
+                yield image
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
@@ -119,6 +114,27 @@ def decode_image(
         raise ImageDecodeError(label, f"decompression bomb refused: {exc}") from None
     except PIL_ERRORS as exc:
         raise ImageDecodeError(label, f"corrupt or truncated image data ({exc})") from None
+
+
+def decode_image(
+    data: ImageInput,
+    *,
+    name: str | None = None,
+    max_pixels: int = MAX_PIXELS,
+    draft_size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Decode `data` (a path or the file's bytes) to an (H, W, 3) uint8 RGB array.
+
+    EXIF orientation is applied; grey, palette, alpha, CMYK and 16-bit images become RGB with
+    alpha composited on white; animated images are judged on their first frame. `draft_size`
+    lets JPEG decoding skip detail that a later resize to that size would throw away.
+    """
+    label, raw = input_bytes(data, name)
+    with open_image(raw, label, max_pixels) as image:
+        if draft_size is not None and image.format == "JPEG":
+            image.draft("RGB", draft_size)
+        image.load()
+        return to_rgb_array(ImageOps.exif_transpose(image))
 
 
 def to_rgb_array(image: Image.Image) -> np.ndarray:

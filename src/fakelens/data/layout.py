@@ -194,3 +194,18 @@ def resolve_data_path(path: str | os.PathLike[str] | None) -> Path:
         f"(kagglehub, dataset {KAGGLE_HANDLE}) and set ${DATA_ENV} to the folder it prints, "
         f"or pass --data pointing at a folder or zip laid out as train|test/REAL|FAKE."
     )
+
+
+def read_display_name(name: str) -> bytes:
+    """The bytes behind a name as results show it (`display_name`): a file, or a member of a
+    zip whose path leads the name (`data.zip/test/FAKE/1.jpg`)."""
+    path = Path(name)
+    if path.is_file():
+        return read_file_bytes(path)
+    for archive in path.parents:
+        if archive.is_file():
+            if not zipfile.is_zipfile(archive):
+                break
+            with ZipSource(archive) as source:
+                return source.read(path.relative_to(archive).as_posix())
+    raise ImageDecodeError(name, "not readable any more: no such file, nor a member of a zip")

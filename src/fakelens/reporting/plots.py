@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from fakelens.fsutil import atomic_path
 
@@ -113,3 +115,24 @@ def plot_reliability(bins: dict, path: Path, title: str = "") -> Path:
     axis.grid(alpha=0.3)
     axis.legend(loc="upper left")
     return save_figure(figure, path)
+
+
+def figure_png(figure: Figure, dpi: int | None = None) -> bytes:
+    """A figure as PNG bytes (for reports and the HTTP server), closed afterwards."""
+    buffer = io.BytesIO()
+    try:
+        figure.savefig(buffer, format="png", dpi=dpi or "figure")
+    finally:
+        plt.close(figure)
+    return buffer.getvalue()
+
+
+def score_histogram(ai_probability: np.ndarray, bins: int = 20) -> Figure:
+    """How a scan's scores spread over 0..1, on a log count axis so small groups stay visible."""
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    axis.hist(ai_probability, bins=np.linspace(0, 1, bins + 1), color="#c0392b", edgecolor="white")
+    axis.set(xlabel="ai_probability", ylabel="files", title=f"Scores of {len(ai_probability):,} files")
+    if len(ai_probability):
+        axis.set_yscale("log")
+    axis.grid(alpha=0.3)
+    return figure

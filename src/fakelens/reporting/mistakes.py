@@ -1,0 +1,107 @@
+"""Heatmap tiles for reports: a run's most confident mistakes, a scan's most AI-like files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fakelens.data.layout import kaggle_entries, open_source, read_display_name
+from fakelens.errors import FakelensError, ImageDecodeError
+from fakelens.inference import Detector, Prediction, load_detector
+
+if TYPE_CHECKING:
+    from fakelens.reporting.report import ReportOptions
+
+#: Tiles are drawn small: 840 px at 100 dpi becomes 420 px.
+TILE_DPI = 50
+
+
+@dataclass(frozen=True)
+class Tile:
+    caption: str
+    path: str
+    png: bytes
+
+
+def heatmap_tile(detector: Detector, data: bytes, name: str, caption: str) -> Tile:
+    """The overlay of one image, small, titled with `caption`."""
+    from fakelens.explain.gradcam import explain, overlay_png
+
+    explanation = explain(detector, data, name=name)
+    return Tile(
+        caption, name, overlay_png(explanation.image, explanation.heatmap, title=caption, dpi=TILE_DPI)
+    )
+
+
+def confident_mistakes(model: str, data: Path, options: ReportOptions) -> tuple[list[Tile], str]:
+    """Score a seeded sample of `options.sample` test images of a Kaggle-layout set; tiles for the
+    `options.top` mistakes the model was most sure of, and a sentence saying what was done."""
+    try:
+        detector = load_detector(model)
+        with open_source(data) as source:
+            tests = [e for e in kaggle_entries(source) if e.split == "test"]
+            rng = np.random.default_rng(options.seed)
+            chosen = [
+                tests[i]
+                for i in sorted(rng.choice(len(tests), min(options.sample, len(tests)), replace=False))
+            ]
+            names = [source.display_name(e.name) for e in chosen]
+            stream = detector.score_stream(
+                names, lambda i: detector.prepare(source.read(chosen[i].name), names[i])
+            )
+            records = [record for batch in stream for record in batch]
+            wrong = [
+                (record, entry)
+                for record, entry in zip(records, chosen)
+                if record.error is None and record.label != entry.label
+            ]
+            wrong.sort(key=lambda pair: -_confidence(pair[0]))
+            tiles = [
+                heatmap_tile(
+                    detector,
+                    source.read(entry.name),
+                    record.path,
+                    f"truth {entry.label} · P(AI) {record.ai_probability:.3f}",
+                )
+                for record, entry in wrong[: options.top]
+            ]
+    except FakelensError as exc:
+        return [], f"Confident mistakes are not shown: {exc}"
+    note = (
+        f"{detector.name} on {len(records):,} test images drawn at random (seed {options.seed}) from {data}: "
+        f"{len(wrong):,} wrong ({len(wrong) / max(len(records), 1):.1%}); the {len(tiles)} it was surest of, "
+        "with the regions that raised its AI score."
+    )
+    return tiles, note
+
+
+def most_ai_like(rows: list[dict[str, Any]], options: ReportOptions) -> tuple[list[Tile], list[str]]:
+    """Tiles for scan rows (already ranked), re-read from where the scan found them."""
+    detector = _scan_detector(rows, options.model)
+    notes = [f"Heatmaps by {detector.name}; scores as the scan recorded them."]
+    tiles = []
+    for row in rows:
+        try:
+            data = read_display_name(row["path"])
+            tiles.append(
+                heatmap_tile(detector, data, row["path"], f"P(AI) {float(row['ai_probability']):.3f}")
+            )
+        except ImageDecodeError as exc:
+            notes.append(f"{exc.source}: no heatmap, {exc.reason}")
+    return tiles, notes
+
+
+def _scan_detector(rows: list[dict[str, Any]], model: str | None) -> Detector:
+    """The model asked for, else the shipped model the scan used, else the default."""
+    from fakelens.weights import DEFAULT_MODEL, shipped_model_path
+
+    used = rows[0].get("model") or ""
+    return load_detector(model or (used if shipped_model_path(used) else DEFAULT_MODEL))
+
+
+def _confidence(record: Prediction) -> float:
+    p = record.ai_probability or 0.0
+    return p if record.label == "ai" else 1.0 - p
