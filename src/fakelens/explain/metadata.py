@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Iterable
 
 from PIL import Image
@@ -95,8 +96,10 @@ def evidence_dicts(data: ImageInput, *, name: str | None = None) -> list[dict[st
 
 def _exif_evidence(image: Image.Image) -> list[Evidence]:
     try:
-        exif = image.getexif()
-        ifds = {0: dict(exif), _EXIF_IFD: dict(exif.get_ifd(_EXIF_IFD))}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data": skipped, as documented
+            exif = image.getexif()
+            ifds = {0: dict(exif), _EXIF_IFD: dict(exif.get_ifd(_EXIF_IFD))}
     except PIL_ERRORS:
         return []
     found = [

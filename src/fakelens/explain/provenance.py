@@ -15,6 +15,9 @@ from typing import Any
 
 from fakelens.explain.evidence import Evidence, clip, software_evidence, source_type_evidence
 
+#: The label of the JUMBF box that holds C2PA manifests, present in any file that embeds one.
+_JUMBF_LABEL = b"c2pa"
+
 
 @cache
 def _c2pa() -> Any:
@@ -41,6 +44,8 @@ def c2pa_evidence(raw: bytes, mime: str | None) -> list[Evidence]:
         with reader:
             store = json.loads(reader.json())
     except (c2pa.C2paError, ValueError, OSError) as exc:
+        if _JUMBF_LABEL not in raw:  # a damaged file without any manifest: nothing to report
+            return []
         return [Evidence("c2pa", "manifest", clip(f"present but unreadable: {exc}"), "unknown", "none")]
     return manifest_evidence(store)
 

@@ -214,13 +214,11 @@ def _first_data_path(evaluations: list[dict[str, Any]]) -> Path | None:
 
 
 def _run_facts(meta: dict[str, Any]) -> dict[str, str]:
-    wanted: dict[str, Callable[[Any], str]] = {
-        "epochs": str,
+    wanted: dict[str, Callable[[Any], str]] = {  # epochs and seed are among the settings
         "train_images": lambda v: f"{v:,}",
         "val_images": lambda v: f"{v:,}",
         "train_seconds_total": lambda v: f"{v:,.0f} s",
         "images_per_second_median": lambda v: f"{v:,.0f}",
-        "seed": str,
         "git_commit": lambda v: str(v)[:10],
     }
     facts = {
