@@ -79,7 +79,8 @@ def read_evidence(data: ImageInput, *, name: str | None = None) -> list[Evidence
     unreadable or not images; damaged metadata inside a readable image is skipped.
     """
     label, raw = input_bytes(data, name)
-    with open_image(raw, label) as image:
+    with warnings.catch_warnings(), open_image(raw, label) as image:
+        warnings.simplefilter("ignore", UserWarning)  # Pillow's "Corrupt EXIF data": skipped, as documented
         fmt = image.format
         found = [*_exif_evidence(image), *_text_evidence(image), *_xmp_evidence(_xmp_packet(image))]
     return found + c2pa_evidence(raw, Image.MIME.get(fmt or ""))
@@ -96,10 +97,8 @@ def evidence_dicts(data: ImageInput, *, name: str | None = None) -> list[dict[st
 
 def _exif_evidence(image: Image.Image) -> list[Evidence]:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data": skipped, as documented
-            exif = image.getexif()
-            ifds = {0: dict(exif), _EXIF_IFD: dict(exif.get_ifd(_EXIF_IFD))}
+        exif = image.getexif()
+        ifds = {0: dict(exif), _EXIF_IFD: dict(exif.get_ifd(_EXIF_IFD))}
     except PIL_ERRORS:
         return []
     found = [

@@ -1,0 +1,118 @@
+"""Reports for a training run and for a scan: self-contained HTML, Markdown, and a look in Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pytest
+from browser import browser_page
+from conftest import encode, random_image
+from typer.testing import CliRunner
+
+from fakelens.cli import app
+from fakelens.evaluation.evaluate import evaluate
+from fakelens.inference import load_detector
+from fakelens.reporting.plots import plot_history
+from fakelens.reporting.report import ReportOptions, write_report
+
+runner = CliRunner()
+EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["'](?!data:)""")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tiny_layout, seed_model_file):
+    """A run directory as training and `evaluate` leave it, on the tiny generated data set."""
+    run = tmp_path_factory.mktemp("runs") / "seed-tiny"
+    run.mkdir()
+    history = {
+        "loss": [0.7, 0.6],
+        "val_loss": [0.71, 0.65],
+        "accuracy": [0.5, 0.6],
+        "val_accuracy": [0.5, 0.55],
+    }
+    (run / "config.json").write_text(json.dumps({"model": "seed", "epochs": 2, "seed": 42, "data_key": "k"}))
+    (run / "run.json").write_text(json.dumps({"train_images": 16, "versions": {"keras": "3"}}))
+    (run / "history.json").write_text(json.dumps(history))
+    plot_history(history, run)
+    shutil.copy(seed_model_file, run / "model.keras")
+    evaluate(load_detector(run / "model.keras"), tiny_layout, run / "evaluate", robustness=True, quiet=True)
+    return run
+
+
+@pytest.fixture(scope="module")
+def scan_results(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("scan")
+    for i in range(4):
+        (folder / f"{i}.png").write_bytes(encode(random_image(i), "PNG"))
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    out = folder / "results.csv"
+    result = runner.invoke(app, ["scan", str(folder), "--out", str(out), "-m", "seed", "-q", "--evidence"])
+    assert result.exit_code == 1
+    return out
+
+
+def test_run_report_has_curves_metrics_robustness_and_confident_mistakes(run_dir, tiny_layout, tmp_path):
+    out = write_report(run_dir, tmp_path / "run.html", options=ReportOptions(data=tiny_layout, top=3))
+    html = out.read_text()
+    assert "Training run seed-tiny" in html and "Evaluation: evaluate" in html
+    assert "jpeg_q75" in html and "dedup_test" in html
+    assert not EXTERNAL.search(html), "the report must not load anything from outside the file"
+    # loss, accuracy, then confusion, reliability and ROC of the evaluation, then mistake tiles
+    wrong = int(re.search(r"test images drawn at random \(seed 0\) from .*?: (\d+) wrong", html).group(1))
+    assert wrong > 0 and html.count("<figure>") == min(3, wrong)
+    assert html.count('src="data:image/png;base64,') == 5 + min(3, wrong)
+
+
+def test_run_report_without_data_says_why_there_are_no_mistakes(run_dir, tmp_path):
+    metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    (copy / "evaluate" / "metrics.json").write_text(json.dumps({**metrics, "data": str(tmp_path / "gone")}))
+    html = write_report(copy, tmp_path / "r.html").read_text()
+    assert "Confident mistakes are not shown: no data (pass --data)" in html
+
+
+def test_scan_report_counts_histogram_most_ai_like_and_errors(scan_results, tmp_path):
+    result = runner.invoke(
+        app, ["report", str(scan_results), "--out", str(tmp_path / "scan.html"), "--top", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "scan.html").read_text()
+    assert "Scan results results.csv" in html and "histogram of ai_probability" in html
+    assert html.count("<figure>") == 2
+    assert "broken.jpg" in html and "not a recognised image format" in html
+    assert not EXTERNAL.search(html)
+
+
+def test_markdown_report_links_its_figures_from_a_folder(scan_results, tmp_path):
+    out = tmp_path / "scan.md"
+    result = runner.invoke(app, ["report", str(scan_results), "--out", str(out), "--markdown", "--top", "2"])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(links) == 3  # histogram + 2 tiles
+    assert all((tmp_path / link).is_file() and link.startswith("scan_files/") for link in links)
+    assert "| 5 | 4 |" in text  # files, scored
+
+
+def test_report_refuses_what_it_cannot_read(tmp_path):
+    result = runner.invoke(app, ["report", str(tmp_path / "nothing.txt")])
+    assert result.exit_code == 2
+    assert "expected a training run directory or a scan's .csv/.jsonl results" in result.output
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    result = runner.invoke(app, ["report", str(tmp_path / "other.csv")])
+    assert result.exit_code == 2 and "missing columns" in result.output
+
+
+@pytest.mark.browser
+def test_run_report_renders_in_chromium(run_dir, tiny_layout, tmp_path):
+    out = write_report(run_dir, tmp_path / "run.html", options=ReportOptions(data=tiny_layout, top=4))
+    with browser_page() as page:
+        page.goto(f"file://{out}")
+        assert page.locator("h1").inner_text() == "Training run seed-tiny"
+        assert page.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        assert page.evaluate("document.images.length") >= 5
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    assert (tmp_path / "report.png").stat().st_size > 50_000
