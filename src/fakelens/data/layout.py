@@ -196,16 +196,30 @@ def resolve_data_path(path: str | os.PathLike[str] | None) -> Path:
     )
 
 
-def read_display_name(name: str) -> bytes:
-    """The bytes behind a name as results show it (`display_name`): a file, or a member of a
-    zip whose path leads the name (`data.zip/test/FAKE/1.jpg`)."""
-    path = Path(name)
-    if path.is_file():
-        return read_file_bytes(path)
-    for archive in path.parents:
-        if archive.is_file():
-            if not zipfile.is_zipfile(archive):
+class DisplayNameReader:
+    """Reads files by the names results show (`display_name`): a file, or a member of a zip whose
+    path leads the name (`data.zip/test/FAKE/1.jpg`). Each zip is opened once; use it as a
+    context manager."""
+
+    def __init__(self) -> None:
+        self._zips: dict[Path, ZipSource] = {}
+
+    def __enter__(self) -> DisplayNameReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for source in self._zips.values():
+            source.close()
+
+    def read(self, name: str) -> bytes:
+        path = Path(name)
+        if path.is_file():
+            return read_file_bytes(path)
+        for archive in path.parents:
+            if archive in self._zips or (archive.is_file() and zipfile.is_zipfile(archive)):
+                if archive not in self._zips:
+                    self._zips[archive] = ZipSource(archive)
+                return self._zips[archive].read(path.relative_to(archive).as_posix())
+            if archive.is_file():
                 break
-            with ZipSource(archive) as source:
-                return source.read(path.relative_to(archive).as_posix())
-    raise ImageDecodeError(name, "not readable any more: no such file, nor a member of a zip")
+        raise ImageDecodeError(name, "not readable any more: no such file, nor a member of a zip")

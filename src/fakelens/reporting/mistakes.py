@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fakelens.data.layout import kaggle_entries, open_source, read_display_name
+from fakelens.data.layout import DisplayNameReader, kaggle_entries, open_source
 from fakelens.errors import FakelensError, ImageDecodeError
 from fakelens.inference import Detector, Prediction, load_detector
 
@@ -83,14 +83,14 @@ def most_ai_like(rows: list[dict[str, Any]], options: ReportOptions) -> tuple[li
     detector = _scan_detector(rows, options.model)
     notes = [f"Heatmaps by {detector.name}; scores as the scan recorded them."]
     tiles = []
-    for row in rows:
-        try:
-            data = read_display_name(row["path"])
-            tiles.append(
-                heatmap_tile(detector, data, row["path"], f"P(AI) {float(row['ai_probability']):.3f}")
-            )
-        except ImageDecodeError as exc:
-            notes.append(f"{exc.source}: no heatmap, {exc.reason}")
+    with DisplayNameReader() as reader:
+        for row in rows:
+            try:
+                data = reader.read(row["path"])
+                caption = f"P(AI) {float(row['ai_probability']):.3f}"
+                tiles.append(heatmap_tile(detector, data, row["path"], caption))
+            except ImageDecodeError as exc:
+                notes.append(f"{exc.source}: no heatmap, {exc.reason}")
     return tiles, notes
 
 

@@ -121,7 +121,7 @@ def figure_png(figure: Figure, dpi: int | None = None) -> bytes:
     """A figure as PNG bytes (for reports and the HTTP server), closed afterwards."""
     buffer = io.BytesIO()
     try:
-        figure.savefig(buffer, format="png", dpi=dpi or "figure")
+        figure.savefig(buffer, format="png", dpi=dpi or "figure", bbox_inches="tight")
     finally:
         plt.close(figure)
     return buffer.getvalue()
