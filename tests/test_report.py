@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import zipfile
 
 import pytest
 from browser import browser_page
 from conftest import encode, random_image
+from test_metadata import SD_PARAMETERS, png_with_text
 from typer.testing import CliRunner
 
 from fakelens.cli import app
@@ -44,8 +46,9 @@ def run_dir(tmp_path_factory, tiny_layout, seed_model_file):
 @pytest.fixture(scope="module")
 def scan_results(tmp_path_factory):
     folder = tmp_path_factory.mktemp("scan")
-    for i in range(4):
+    for i in range(3):
         (folder / f"{i}.png").write_bytes(encode(random_image(i), "PNG"))
+    (folder / "sd.png").write_bytes(png_with_text({"parameters": SD_PARAMETERS}))
     (folder / "broken.jpg").write_bytes(b"not an image")
     out = folder / "results.csv"
     result = runner.invoke(app, ["scan", str(folder), "--out", str(out), "-m", "seed", "-q", "--evidence"])
@@ -83,7 +86,20 @@ def test_scan_report_counts_histogram_most_ai_like_and_errors(scan_results, tmp_
     assert "Scan results results.csv" in html and "histogram of ai_probability" in html
     assert html.count("<figure>") == 2
     assert "broken.jpg" in html and "not a recognised image format" in html
+    assert "png_text parameters → ai (strong)" in html  # the scan was made with --evidence
     assert not EXTERNAL.search(html)
+
+
+def test_scan_report_reads_the_top_files_back_from_a_zip(tmp_path):
+    archive = tmp_path / "images.zip"
+    with zipfile.ZipFile(archive, "w") as target:
+        for i in range(3):
+            target.writestr(f"inner/{i}.png", encode(random_image(i), "PNG"))
+    out = tmp_path / "results.jsonl"
+    assert runner.invoke(app, ["scan", str(archive), "--out", str(out), "-m", "seed", "-q"]).exit_code == 0
+    html = write_report(out, tmp_path / "r.html", options=ReportOptions(top=5)).read_text()
+    assert html.count("<figure>") == 3 and "no heatmap" not in html
+    assert f"{archive}/inner/0.png" in html
 
 
 def test_markdown_report_links_its_figures_from_a_folder(scan_results, tmp_path):
