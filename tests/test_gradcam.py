@@ -57,6 +57,14 @@ def test_map_has_the_input_aspect_and_is_finite_and_non_negative(seed, size):
     assert cam.dtype == np.float32 and np.isfinite(cam).all() and (cam >= 0).all()
 
 
+def test_explain_scores_exactly_as_predict_does(seed, tmp_path):
+    path = tmp_path / "large.jpg"
+    path.write_bytes(encode(random_image(7, (700, 1100))))
+    explanation = explain(seed, path)
+    assert explanation.ai_probability == seed.predict([path])[0].ai_probability
+    assert explanation.image.shape[:2] == explanation.heatmap.shape == (326, 512)
+
+
 def test_map_differs_between_two_images(seed):
     first, second = heatmap(seed, random_image(1)), heatmap(seed, smooth_image())
     assert first.max() > 0

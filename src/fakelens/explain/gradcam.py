@@ -21,7 +21,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from PIL import Image
 
-from fakelens.data.decode import decode_image, resize_to
+from fakelens.data.decode import decode_image, input_bytes, resize_to
 from fakelens.errors import ImageDecodeError, InvalidArgumentError
 from fakelens.inference import Detector, Input
 from fakelens.reporting.plots import figure_png
@@ -91,13 +91,18 @@ def _ai_logit(detector: Detector, head_input: tf.Tensor) -> tf.Tensor:
 
 
 def explain(detector: Detector, image: Input, *, name: str | None = None) -> Explanation:
-    """Decode `image` (path, bytes or (H, W, 3) uint8 array), score it and map its AI evidence."""
+    """Decode `image` (path, bytes or (H, W, 3) uint8 array), score it and map its AI evidence.
+
+    The model sees exactly what `Detector.predict` feeds it, so the probability is the same;
+    the returned image is the input shrunk to at most MAX_MAP_SIDE, the map's size.
+    """
     if isinstance(image, np.ndarray):
-        detector.prepare(image, name)  # validates the array the same way predict does
-        full = image
+        prepared, full = detector.prepare(image, name), image
     else:
-        full = decode_image(image, name=name)
-    prepared = resize_to(full, detector.card.input_size)
+        label, raw = input_bytes(image, name)
+        prepared = detector.prepare(raw, label)
+        full = decode_image(raw, name=label, draft_size=(MAX_MAP_SIDE, MAX_MAP_SIDE))
+    size = _fit(full.shape[:2])
     grad_model, layer = _grad_model(detector.model)
     batch = tf.convert_to_tensor(prepared[None].astype(np.float32))
     with tf.GradientTape() as tape:
@@ -112,8 +117,8 @@ def explain(detector: Detector, image: Input, *, name: str | None = None) -> Exp
     cam = tf.nn.relu(tf.reduce_sum(activations[0] * weights, axis=-1)).numpy()
     probability = float(detector.predict_batch(prepared[None])[0])
     return Explanation(
-        image=full,
-        heatmap=_resize_map(cam, full.shape[:2]),
+        image=resize_to(full, size),
+        heatmap=_resize_map(cam, size),
         ai_probability=probability,
         label=str(detector.card.labels(np.array([probability]))[0]),
         layer=layer,
@@ -126,12 +131,16 @@ def heatmap(detector: Detector, image: Input, *, name: str | None = None) -> np.
     return explain(detector, image, name=name).heatmap
 
 
-def _resize_map(cam: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+def _fit(image_size: tuple[int, int]) -> tuple[int, int]:
+    """(height, width) at the same aspect, the long side at most MAX_MAP_SIDE."""
     height, width = image_size
     scale = min(1.0, MAX_MAP_SIDE / max(height, width))
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def _resize_map(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     resized = Image.fromarray(np.nan_to_num(cam).astype(np.float32), mode="F").resize(
-        size, Image.Resampling.BILINEAR
+        (size[1], size[0]), Image.Resampling.BILINEAR
     )
     return np.maximum(np.asarray(resized, dtype=np.float32), 0.0)
 

@@ -79,10 +79,11 @@ def read_evidence(data: ImageInput, *, name: str | None = None) -> list[Evidence
     unreadable or not images; damaged metadata inside a readable image is skipped.
     """
     label, raw = input_bytes(data, name)
-    with warnings.catch_warnings(), open_image(raw, label) as image:
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # Pillow's "Corrupt EXIF data": skipped, as documented
-        fmt = image.format
-        found = [*_exif_evidence(image), *_text_evidence(image), *_xmp_evidence(_xmp_packet(image))]
+        with open_image(raw, label) as image:
+            fmt = image.format
+            found = [*_exif_evidence(image), *_text_evidence(image), *_xmp_evidence(_xmp_packet(image))]
     return found + c2pa_evidence(raw, Image.MIME.get(fmt or ""))
 
 
