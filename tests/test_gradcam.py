@@ -17,6 +17,7 @@ from fakelens.cli import app
 from fakelens.errors import ImageDecodeError, InvalidArgumentError
 from fakelens.explain.gradcam import MAX_MAP_SIDE, explain, heatmap, overlay_png, target_layer
 from fakelens.inference import Detector, load_detector
+from fakelens.models import available_models, create_model
 from fakelens.models.card import ModelCard
 
 
@@ -38,6 +39,14 @@ def test_target_is_the_last_convolutional_block(name, expected):
     layer = target_layer(load_detector(name).model)
     assert isinstance(layer, expected)
     assert len(layer.output.shape) == 4 and layer.output.shape[1] > 1
+
+
+@pytest.mark.parametrize("name", sorted(available_models()))
+def test_every_registered_model_can_be_explained(name):
+    keras.utils.set_random_seed(0)
+    model, card = create_model(name)
+    cam = heatmap(Detector(model, card), random_image(4))
+    assert cam.shape == (32, 32) and np.isfinite(cam).all() and (cam >= 0).all()
 
 
 def test_a_model_without_convolutions_is_refused():
