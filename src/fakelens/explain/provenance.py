@@ -35,7 +35,9 @@ def c2pa_available() -> bool:
 def c2pa_evidence(raw: bytes, mime: str | None) -> list[Evidence]:
     """Findings from the active C2PA manifest of a file's bytes; [] when there is none."""
     c2pa = _c2pa()
-    if c2pa is None or mime is None or mime not in c2pa.Reader.get_supported_mime_types():
+    if c2pa is None or _JUMBF_LABEL not in raw:  # no embedded manifest: skip the reader's cost
+        return []
+    if mime is None or mime not in c2pa.Reader.get_supported_mime_types():
         return []
     try:
         reader = c2pa.Reader.try_create(mime, io.BytesIO(raw))
@@ -44,8 +46,6 @@ def c2pa_evidence(raw: bytes, mime: str | None) -> list[Evidence]:
         with reader:
             store = json.loads(reader.json())
     except (c2pa.C2paError, ValueError, OSError) as exc:
-        if _JUMBF_LABEL not in raw:  # a damaged file without any manifest: nothing to report
-            return []
         return [Evidence("c2pa", "manifest", clip(f"present but unreadable: {exc}"), "unknown", "none")]
     return manifest_evidence(store)
 
