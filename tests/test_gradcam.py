@@ -143,3 +143,10 @@ def test_explain_command_writes_overlay_map_and_record_and_exits_1_on_bad_files(
         assert np.load(out / record["heatmap"]).shape == (32, 32)
         assert Image.open(out / record["overlay"]).format == "PNG"
         assert record["evidence"] == []
+    records = [json.loads((out / f"{stem}.json").read_text()) for stem in ("a", "b")]
+    shared = max(r["heatmap_max"] for r in records)
+    assert all(r["colour_scale_max"] == pytest.approx(shared) for r in records)
+    result = CliRunner().invoke(
+        app, ["explain", str(images[0]), "--out", str(out), "-m", "seed", "--own-scale"]
+    )
+    assert result.exit_code == 0 and json.loads((out / "a.json").read_text())["colour_scale_max"] is None

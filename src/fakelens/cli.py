@@ -371,6 +371,13 @@ def explain(
         "explain"
     ),
     model: ModelOption = None,
+    own_scale: Annotated[
+        bool,
+        typer.Option(
+            "--own-scale",
+            help="Give each overlay its own colour scale (default: one for all, so maps compare).",
+        ),
+    ] = False,
     trust_model: TrustModel = False,
 ) -> None:
     """Why a verdict: per image, a Grad-CAM overlay (<stem>.overlay.png), the raw map
@@ -378,7 +385,8 @@ def explain(
     from fakelens.explain.files import Explained, explain_to_dir
 
     failures = []
-    for result in explain_to_dir(_detector(model, trust_model), images, out_dir):
+    detector = _detector(model, trust_model)
+    for result in explain_to_dir(detector, images, out_dir, shared_scale=not own_scale):
         if not isinstance(result, Explained):
             failures.append(result)
             continue

@@ -145,14 +145,17 @@ def _resize_map(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.maximum(np.asarray(resized, dtype=np.float32), 0.0)
 
 
-def overlay_figure(image: np.ndarray, heat: np.ndarray, title: str | None = None) -> Figure:
-    """The image beside the image with the map over it, upscaled to a viewable size, with a colour bar."""
+def overlay_figure(
+    image: np.ndarray, heat: np.ndarray, title: str | None = None, scale: float | None = None
+) -> Figure:
+    """The image beside the image with the map over it, upscaled to a viewable size, with a colour
+    bar from 0 to `scale` (None: this map's maximum; give maps one scale to compare them)."""
     if heat.ndim != 2 or not np.isfinite(heat).all():
         raise InvalidArgumentError(f"expected a finite 2-D heatmap; received shape {heat.shape}")
     height, width = image.shape[:2]
     extent = (0, width, height, 0)
-    top = float(heat.max()) if heat.max() > 0 else 1.0
-    shares = heat / top
+    top = scale if scale else float(heat.max()) if heat.max() > 0 else 1.0
+    shares = np.clip(heat / top, 0.0, 1.0)
     colours = matplotlib.colormaps[COLOUR_MAP](shares)
     colours[..., 3] = 0.15 + 0.6 * shares
     figure = Figure(figsize=(8.4, 4.2 * height / width + 0.6), dpi=100, layout="constrained")
@@ -170,13 +173,20 @@ def overlay_figure(image: np.ndarray, heat: np.ndarray, title: str | None = None
     return figure
 
 
-def overlay_png(image: Input, heat: np.ndarray, *, title: str | None = None, dpi: int | None = None) -> bytes:
+def overlay_png(
+    image: Input,
+    heat: np.ndarray,
+    *,
+    title: str | None = None,
+    scale: float | None = None,
+    dpi: int | None = None,
+) -> bytes:
     """PNG bytes of `overlay_figure` (840 px wide at the default 100 dpi); `image` may be a path,
     file bytes or an RGB array."""
     array = image if isinstance(image, np.ndarray) else decode_image(image)
     if array.ndim != 3 or array.shape[2] != 3:
         raise ImageDecodeError("<array>", f"expected an (H, W, 3) RGB array; received shape {array.shape}")
-    return figure_png(overlay_figure(array, heat, title), dpi)
+    return figure_png(overlay_figure(array, heat, title, scale), dpi)
 
 
 def describe(explanation: Explanation) -> str:

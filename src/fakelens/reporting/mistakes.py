@@ -26,19 +26,28 @@ class Tile:
     png: bytes
 
 
-def heatmap_tile(detector: Detector, data: bytes, name: str, caption: str) -> Tile:
-    """The overlay of one image, small, titled with `caption`."""
+def heatmap_tiles(detector: Detector, items: list[tuple[bytes, str, str]], notes: list[str]) -> list[Tile]:
+    """Small overlays of (data, name, caption) items on one colour scale, so that they compare;
+    an unreadable item gets a line in `notes` instead."""
     from fakelens.explain.gradcam import explain, overlay_png
 
-    explanation = explain(detector, data, name=name)
-    return Tile(
-        caption, name, overlay_png(explanation.image, explanation.heatmap, title=caption, dpi=TILE_DPI)
-    )
+    explained = []
+    for data, name, caption in items:
+        try:
+            explained.append((explain(detector, data, name=name), name, caption))
+        except ImageDecodeError as exc:
+            notes.append(f"{exc.source}: no heatmap, {exc.reason}")
+    scale = max((float(e.heatmap.max()) for e, _, _ in explained), default=0.0) or None
+    return [
+        Tile(caption, name, overlay_png(e.image, e.heatmap, title=caption, scale=scale, dpi=TILE_DPI))
+        for e, name, caption in explained
+    ]
 
 
-def confident_mistakes(model: str, data: Path, options: ReportOptions) -> tuple[list[Tile], str]:
+def confident_mistakes(model: str, data: Path, options: ReportOptions) -> tuple[list[Tile], list[str]]:
     """Score a seeded sample of `options.sample` test images of a Kaggle-layout set; tiles for the
-    `options.top` mistakes the model was most sure of, and a sentence saying what was done."""
+    `options.top` mistakes the model was most sure of, and notes saying what was done."""
+    notes: list[str] = []
     try:
         detector = load_detector(model)
         with open_source(data) as source:
@@ -59,38 +68,39 @@ def confident_mistakes(model: str, data: Path, options: ReportOptions) -> tuple[
                 if record.error is None and record.label != entry.label
             ]
             wrong.sort(key=lambda pair: -_confidence(pair[0]))
-            tiles = [
-                heatmap_tile(
-                    detector,
+            items = [
+                (
                     source.read(entry.name),
                     record.path,
                     f"truth {entry.label} · P(AI) {record.ai_probability:.3f}",
                 )
                 for record, entry in wrong[: options.top]
             ]
+            tiles = heatmap_tiles(detector, items, notes)
     except FakelensError as exc:
-        return [], f"Confident mistakes are not shown: {exc}"
-    note = (
+        return [], [f"Confident mistakes are not shown: {exc}"]
+    summary = (
         f"{detector.name} on {len(records):,} test images drawn at random (seed {options.seed}) from {data}: "
         f"{len(wrong):,} wrong ({len(wrong) / max(len(records), 1):.1%}); the {len(tiles)} it was surest of, "
-        "with the regions that raised its AI score."
+        "with the regions that raised its AI score (one colour scale for all)."
     )
-    return tiles, note
+    return tiles, [summary, *notes]
 
 
 def most_ai_like(rows: list[dict[str, Any]], options: ReportOptions) -> tuple[list[Tile], list[str]]:
     """Tiles for scan rows (already ranked), re-read from where the scan found them."""
     detector = _scan_detector(rows, options.model)
-    notes = [f"Heatmaps by {detector.name}; scores as the scan recorded them."]
-    tiles = []
+    notes = [f"Heatmaps by {detector.name}, one colour scale for all; scores as the scan recorded them."]
+    items = []
     with DisplayNameReader() as reader:
         for row in rows:
             try:
-                data = reader.read(row["path"])
-                caption = f"P(AI) {float(row['ai_probability']):.3f}"
-                tiles.append(heatmap_tile(detector, data, row["path"], caption))
+                items.append(
+                    (reader.read(row["path"]), row["path"], f"P(AI) {float(row['ai_probability']):.3f}")
+                )
             except ImageDecodeError as exc:
                 notes.append(f"{exc.source}: no heatmap, {exc.reason}")
+    tiles = heatmap_tiles(detector, items, notes)
     return tiles, notes
 
 

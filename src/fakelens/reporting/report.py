@@ -108,8 +108,8 @@ def run_context(run: Path, figures: Figures, options: ReportOptions) -> dict[str
                 + ("no model.keras in the run (pass --model)" if model is None else "no data (pass --data)")
             )
         else:
-            tiles, note = confident_mistakes(model, data, options)
-            notes.append(note)
+            tiles, found = confident_mistakes(model, data, options)
+            notes += found
     return {
         "kind": "run",
         "title": f"Training run {run.name}",
