@@ -80,7 +80,10 @@ class Detector:
 
     def records(self, names: Sequence[str], images: np.ndarray) -> list[Prediction]:
         """Result records for prepared images."""
-        probabilities = self.predict_batch(images)
+        return self.to_records(names, self.predict_batch(images))
+
+    def to_records(self, names: Sequence[str], probabilities: np.ndarray) -> list[Prediction]:
+        """Result records for scores already computed by `predict_batch`."""
         labels = self.card.labels(probabilities)
         return [
             Prediction(name, str(label), float(p), self.name)
