@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
+import uvicorn
 from conftest import bomb_png, encode, random_image
 from fastapi.testclient import TestClient
 
@@ -32,7 +36,7 @@ def stub_detector(delay_s: float = 0.0) -> Detector:
     card = ModelCard(
         name="stub", architecture="mean-brightness", threshold=0.5, metrics={"test": {"accuracy": 0.5}}
     )
-    return Detector(MeanBrightness(delay_s), card)
+    return Detector(MeanBrightness(delay_s), card, batch_size=2)
 
 
 def client_for(config: ServeConfig | None = None, detector: Detector | None = None) -> TestClient:
@@ -132,17 +136,47 @@ def test_malformed_requests_answer_400(client, headers, body, detail):
     assert response.status_code == 400 and detail in response.json()["detail"]
 
 
-def test_a_slow_upload_times_out_with_408():
-    def trickle():
-        yield b"--xyz\r\nContent-Disposition: form-data; name=files; filename=a.jpg\r\n\r\n"
-        time.sleep(0.6)
-        yield BRIGHT + b"\r\n--xyz--\r\n"
+@contextmanager
+def live_server(app) -> Iterator[tuple[str, int]]:
+    """`app` under uvicorn on a free loopback port, in a thread: real sockets, real timing."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield server.servers[0].sockets[0].getsockname()[:2]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
-    with client_for(ServeConfig(request_timeout_s=0.2)) as impatient:
-        response = impatient.post(
-            "/v1/predict", content=trickle(), headers={"content-type": "multipart/form-data; boundary=xyz"}
-        )
-    assert response.status_code == 408
+
+def raw_request(address: tuple[str, int], head: bytes, body_parts: list[bytes], pause_s: float) -> bytes:
+    """Send a request's head and body parts with pauses between them; return the response."""
+    with socket.create_connection(address, timeout=10) as connection:
+        connection.sendall(head)
+        for part in body_parts:
+            time.sleep(pause_s)
+            try:
+                connection.sendall(part)
+            except OSError:  # the server answered and closed already
+                break
+        return connection.recv(65536)
+
+
+def test_a_slow_upload_times_out_with_408_and_the_server_stays_up():
+    body = [
+        b"--xyz\r\nContent-Disposition: form-data; name=files; filename=a.jpg\r\n\r\n",
+        BRIGHT + b"\r\n--xyz--\r\n",
+    ]
+    head = (
+        b"POST /v1/predict HTTP/1.1\r\nHost: test\r\nContent-Type: multipart/form-data; boundary=xyz\r\n"
+        + f"Content-Length: {sum(map(len, body))}\r\n\r\n".encode()
+    )
+    with live_server(create_app(ServeConfig(request_timeout_s=0.3), detector=stub_detector())) as address:
+        assert raw_request(address, head, body, pause_s=1.0).startswith(b"HTTP/1.1 408")
+        assert raw_request(address, head, body, pause_s=0.0).startswith(b"HTTP/1.1 200")
 
 
 def test_a_model_slower_than_the_timeout_answers_503_and_the_server_recovers():

@@ -361,6 +361,9 @@ def serve(
     timeout: Annotated[
         float, typer.Option(help="Seconds to receive an upload (408) and to score it (503).")
     ] = ServeConfig.request_timeout_s,
+    batch_window_ms: Annotated[
+        float, typer.Option(help="Requests arriving within this many ms share one model call.")
+    ] = ServeConfig.batch_window_ms,
     cors_origin: Annotated[
         list[str] | None,
         typer.Option(help="Allow browser calls from this origin (repeatable; default none)."),
@@ -386,6 +389,7 @@ def serve(
         max_upload_bytes=int(max_upload_mb * 2**20),
         max_files=max_files,
         request_timeout_s=timeout,
+        batch_window_ms=batch_window_ms,
         cors_origins=tuple(cors_origin or ()),
         trust_model=trust_model,
     )

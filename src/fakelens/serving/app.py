@@ -22,6 +22,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fakelens import __version__
 from fakelens.config import ServeConfig
@@ -96,6 +98,7 @@ def create_app(config: ServeConfig | None = None, *, detector: Detector | None =
         loaded = detector or await anyio.to_thread.run_sync(
             lambda: load_detector(config.model or _default_model(), trust=config.trust_model)
         )
+        await anyio.to_thread.run_sync(loaded.warm_up)
         app.state.service = Service.start(loaded, config)
         try:
             yield
@@ -200,11 +203,22 @@ def _add_page(app: FastAPI) -> None:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @app.middleware("http")
-    async def no_sniffing(request: Request, call_next):  # type: ignore[no-untyped-def]
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        return response
+    app.add_middleware(NoSniff)
+
+
+class NoSniff:
+    """Tell browsers never to guess a response's type (a plain ASGI middleware: cheap)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).setdefault("X-Content-Type-Options", "nosniff")
+            await send(message)
+
+        await self.app(scope, receive, send_with_header if scope["type"] == "http" else send)
 
 
 def app_from_env() -> FastAPI:
