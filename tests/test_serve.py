@@ -292,3 +292,21 @@ def test_a_model_failure_reaches_every_waiting_request():
     assert batcher.alive
     batcher.close()
     assert not batcher.alive
+
+
+def test_exclusive_work_runs_on_the_model_thread_between_batches():
+    threads: set[str] = set()
+
+    def score(images: np.ndarray) -> np.ndarray:
+        threads.add(threading.current_thread().name)
+        return images[:, 0].astype(float)
+
+    batcher = MicroBatcher(score, window_s=0.01, max_batch=8)
+    batch = batcher.submit(np.ones((2, 1)))
+    task = batcher.run_exclusive(lambda: threading.current_thread().name)
+    failing = batcher.run_exclusive(lambda: 1 / 0)
+    assert list(batch.result(timeout=5)) == [1.0, 1.0]
+    assert {task.result(timeout=5)} == threads == {"fakelens-batcher"}
+    with pytest.raises(ZeroDivisionError):
+        failing.result(timeout=5)
+    batcher.close()

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,14 @@ class _Job:
     future: Future
 
 
+@dataclass(frozen=True)
+class _Task:
+    """Other work on the model (a heatmap, say), run alone on the model's thread."""
+
+    call: Callable[[], Any]
+    future: Future
+
+
 class MicroBatcher:
     """`submit(images)` returns a future of `score(images)`, computed in a shared batch."""
 
@@ -30,7 +39,7 @@ class MicroBatcher:
         self._score = score
         self.window_s = window_s
         self.max_batch = max_batch
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._queue: queue.Queue[_Job | _Task | None] = queue.Queue()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="fakelens-batcher", daemon=True)
         self._thread.start()
@@ -46,6 +55,14 @@ class MicroBatcher:
         self._queue.put(_Job(images, future))
         return future
 
+    def run_exclusive(self, call: Callable[[], Any]) -> Future:
+        """Run `call()` on the model's thread between batches; a future of its result."""
+        if self._closed:
+            raise RuntimeError("the batcher is closed")
+        future: Future = Future()
+        self._queue.put(_Task(call, future))
+        return future
+
     def close(self) -> None:
         """Finish queued work, then stop the thread."""
         self._closed = True
@@ -55,10 +72,13 @@ class MicroBatcher:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            job = self._queue.get()
-            if job is None:
+            first = self._queue.get()
+            if first is None:
                 return
-            jobs, count = [job], len(job.images)
+            if isinstance(first, _Task):
+                _run_task(first)
+                continue
+            jobs, count = [first], len(first.images)
             deadline = time.monotonic() + self.window_s
             while count < self.max_batch:
                 try:
@@ -68,6 +88,9 @@ class MicroBatcher:
                 if following is None:
                     stopping = True
                     break
+                if isinstance(following, _Task):
+                    _run_task(following)
+                    continue
                 jobs.append(following)
                 count += len(following.images)
             self._score_jobs(jobs)
@@ -85,3 +108,12 @@ class MicroBatcher:
         offsets = np.cumsum([0] + [len(job.images) for job in jobs])
         for job, start, end in zip(jobs, offsets[:-1], offsets[1:]):
             job.future.set_result(scores[start:end])
+
+
+def _run_task(task: _Task) -> None:
+    if not task.future.set_running_or_notify_cancel():
+        return
+    try:
+        task.future.set_result(task.call())
+    except Exception as exc:  # handed to the waiting request
+        task.future.set_exception(exc)
