@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Callable, Iterable
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -16,8 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fakelens.config import InferenceConfig, TrainConfig
-from fakelens.errors import FakelensError
+from fakelens.config import InferenceConfig, ServeConfig, TrainConfig
+from fakelens.errors import FakelensError, InvalidArgumentError
 
 app = typer.Typer(
     help="Tell AI-generated images from real photographs.",
@@ -442,6 +443,69 @@ def report(
     target = out_path or Path("report.md" if markdown else "report.html")
     options = ReportOptions(model=model, data=data, top=top, sample=sample, quiet=quiet)
     out.print(f"Results saved to {write_report(source, target, markdown=markdown, options=options)}")
+
+
+@app.command()
+@usage_errors
+def serve(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; 0.0.0.0 for every interface.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    model: ModelOption = None,
+    workers: Annotated[int, typer.Option(help="Server processes, each with its own model.")] = 1,
+    max_upload_mb: Annotated[
+        float, typer.Option(help="Largest accepted file in MB (413 above it).")
+    ] = ServeConfig.max_upload_bytes / 2**20,
+    max_files: Annotated[
+        int, typer.Option(help="Most files per request (413 above it).")
+    ] = ServeConfig.max_files,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to receive an upload (408) and to score it (503).")
+    ] = ServeConfig.request_timeout_s,
+    batch_window_ms: Annotated[
+        float, typer.Option(help="Requests arriving within this many ms share one model call.")
+    ] = ServeConfig.batch_window_ms,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(help="Allow browser calls from this origin (repeatable; default none)."),
+    ] = None,
+    trust_model: TrustModel = False,
+) -> None:
+    """Serve the HTTP API (/v1/predict, /v1/model, /docs) and the web page at /.
+
+    Set FAKELENS_API_KEY to require `Authorization: Bearer <key>` on /v1/*.
+    """
+    try:
+        import uvicorn
+
+        from fakelens.serving.app import CONFIG_ENV
+    except ImportError as exc:
+        raise InvalidArgumentError(
+            f"serving needs the serve extra: pip install 'fakelens[serve]' ({exc})"
+        ) from None
+    if workers < 1:
+        raise InvalidArgumentError(f"workers must be at least 1; received {workers}")
+    config = ServeConfig(
+        model=model,
+        max_upload_bytes=int(max_upload_mb * 2**20),
+        max_files=max_files,
+        request_timeout_s=timeout,
+        batch_window_ms=batch_window_ms,
+        cors_origins=tuple(cors_origin or ()),
+        trust_model=trust_model,
+    )
+    os.environ[CONFIG_ENV] = json.dumps(asdict(config))
+    out.print(f"Serving on http://{host}:{port}/ (API docs at /docs); Ctrl+C stops.")
+    uvicorn.run(
+        "fakelens.serving.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        timeout_keep_alive=5,
+        log_level="warning",
+    )
 
 
 @app.command("models")

@@ -109,3 +109,40 @@ class InferenceConfig:
     batch_size: int = 256
     #: Decoding threads; Pillow releases the GIL while decoding.
     workers: int = max(2, os.cpu_count() or 2)
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """What `fakelens serve` accepts and how it batches; every limit answers with a status."""
+
+    #: A .keras file or a shipped model's name; None = the shipped default.
+    model: str | None = None
+    #: Largest accepted file, in bytes (413 above it). 20 MB holds any camera JPEG.
+    max_upload_bytes: int = 20 * 1024 * 1024
+    #: Most files in one request (413 above it).
+    max_files: int = 16
+    #: Refused before decoding (422 above it).
+    max_pixels: int = MAX_PIXELS
+    #: Seconds to receive a request's body (408), and to get its scores (503).
+    request_timeout_s: float = 30.0
+    #: Requests arriving within this window share one model call.
+    batch_window_ms: float = 5.0
+    #: Most images in one model call.
+    max_batch: int = 128
+    #: Origins allowed by CORS; empty = CORS off (same-origin only).
+    cors_origins: tuple[str, ...] = ()
+    #: Allow code inside the model file (Keras safe mode off).
+    trust_model: bool = False
+
+    def __post_init__(self) -> None:
+        checks = {
+            "max_upload_bytes": self.max_upload_bytes >= 1,
+            "max_files": self.max_files >= 1,
+            "max_pixels": self.max_pixels >= 1,
+            "request_timeout_s": self.request_timeout_s > 0,
+            "batch_window_ms": self.batch_window_ms >= 0,
+            "max_batch": self.max_batch >= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise InvalidArgumentError(f"{name} is out of range; received {name}={getattr(self, name)!r}")

@@ -86,14 +86,36 @@ class Detector:
         if len(images) == 0:
             return np.zeros(0)
         raw = [
-            np.asarray(self.model.predict_on_batch(images[start : start + self.batch_size]))
+            self._raw_scores(images[start : start + self.batch_size])
             for start in range(0, len(images), self.batch_size)
         ]
         return self.card.ai_probability(np.concatenate(raw))
 
+    def _raw_scores(self, chunk: np.ndarray) -> np.ndarray:
+        """The model's outputs for one chunk, zero-padded to a power-of-two batch.
+
+        Keras traces a new graph for every batch size it meets (tens of milliseconds each); a
+        server or a scan's last batch would meet many. Padding limits them to a handful, and
+        rows are independent at inference, so the padding never changes a score.
+        """
+        count = len(chunk)
+        size = min(self.batch_size, 1 << (count - 1).bit_length())
+        if size > count:
+            chunk = np.concatenate([chunk, np.zeros((size - count, *chunk.shape[1:]), chunk.dtype)])
+        return np.asarray(self.model.predict_on_batch(chunk))[:count]
+
+    def warm_up(self) -> None:
+        """Trace every padded batch size now, so the first requests do not pay for it."""
+        height, width = self.card.input_size
+        for size in sorted({min(self.batch_size, 1 << k) for k in range(self.batch_size.bit_length() + 1)}):
+            self.predict_batch(np.zeros((size, height, width, 3), np.uint8))
+
     def records(self, names: Sequence[str], images: np.ndarray) -> list[Prediction]:
         """Result records for prepared images."""
-        probabilities = self.predict_batch(images)
+        return self.to_records(names, self.predict_batch(images))
+
+    def to_records(self, names: Sequence[str], probabilities: np.ndarray) -> list[Prediction]:
+        """Result records for scores already computed by `predict_batch`."""
         labels = self.card.labels(probabilities)
         return [
             Prediction(name, str(label), float(p), self.name)

@@ -38,13 +38,17 @@ _SIGNATURES = {
 }
 
 
+#: The reason given for data that is no image format at all (as opposed to a damaged image).
+NOT_AN_IMAGE = "not a recognised image format"
+
+
 def _unidentified_reason(raw: bytes) -> str:
     if raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
         return "corrupt or truncated WEBP data"
     for signature, fmt in _SIGNATURES.items():
         if raw.startswith(signature):
             return f"corrupt or truncated {fmt} data"
-    return "not a recognised image format"
+    return NOT_AN_IMAGE
 
 
 def read_file_bytes(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTES) -> bytes:
@@ -170,9 +174,13 @@ def resize_to(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(resized, dtype=np.uint8)
 
 
-def load_image(data: ImageInput, size: tuple[int, int], *, name: str | None = None) -> np.ndarray:
+def load_image(
+    data: ImageInput, size: tuple[int, int], *, name: str | None = None, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
     """Decode and resize in one call: what the data pipeline and the detector both need."""
-    return resize_to(decode_image(data, name=name, draft_size=(size[1], size[0])), size)
+    return resize_to(
+        decode_image(data, name=name, max_pixels=max_pixels, draft_size=(size[1], size[0])), size
+    )
 
 
 def reencode_jpeg(data: ImageInput, quality: int, *, name: str | None = None) -> bytes:

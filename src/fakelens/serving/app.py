@@ -1,0 +1,228 @@
+"""The FastAPI application: routes, limits, API key, and the web page at `/`.
+
+`create_app` builds it around a detector loaded in the lifespan (or handed in by tests);
+`app_from_env` is the factory uvicorn's worker processes call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import anyio.to_thread
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fakelens import __version__
+from fakelens.config import ServeConfig
+from fakelens.data.decode import NOT_AN_IMAGE
+from fakelens.inference import Detector, load_detector
+from fakelens.serving.schemas import ModelInfo, PredictResponse, Problem
+from fakelens.serving.service import ScoringTimeout, Service
+from fakelens.serving.uploads import Upload, UploadRejected, read_uploads
+
+#: Environment variable holding the API key; when set, /v1/* needs `Authorization: Bearer KEY`.
+API_KEY_ENV = "FAKELENS_API_KEY"
+#: Environment variable carrying a JSON ServeConfig to uvicorn's worker processes.
+CONFIG_ENV = "FAKELENS_SERVE_CONFIG"
+STATIC = Path(__file__).parent / "static"
+#: The page loads nothing from elsewhere; images shown are the user's own (blob:) or ours (data:).
+PAGE_POLICY = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; frame-ancestors 'none'"
+)
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def get_service(request: Request) -> Service:
+    service = getattr(request.app.state, "service", None)
+    if service is None:
+        raise HTTPException(503, "the model is still loading")
+    return service
+
+
+def require_api_key(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    expected = request.app.state.api_key
+    if expected is None:
+        return
+    given = credentials.credentials if credentials else ""
+    if not secrets.compare_digest(given.encode(), expected.encode()):
+        raise HTTPException(401, "missing or wrong API key", headers={"WWW-Authenticate": "Bearer"})
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+async def receive_uploads(request: Request, service: ServiceDep) -> list[Upload]:
+    """The request's files, within the size, count and time limits."""
+    config = service.config
+    try:
+        return await asyncio.wait_for(
+            read_uploads(request, max_files=config.max_files, max_bytes=config.max_upload_bytes),
+            config.request_timeout_s,
+        )
+    except asyncio.TimeoutError:
+        raise HTTPException(408, f"upload not received within {config.request_timeout_s:g} s") from None
+    except UploadRejected as exc:
+        raise HTTPException(exc.status, exc.detail) from None
+
+
+def failure_status(errors: list[str]) -> int:
+    """200 when any file was judged; else 415 if none was an image at all, else 422."""
+    if not errors or None in errors:
+        return 200
+    return 415 if all(error == NOT_AN_IMAGE for error in errors) else 422
+
+
+def create_app(config: ServeConfig | None = None, *, detector: Detector | None = None) -> FastAPI:
+    """The API around `detector`, or around the model `config.model` loaded at start-up."""
+    config = config or ServeConfig()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loaded = detector or await anyio.to_thread.run_sync(
+            lambda: load_detector(config.model or _default_model(), trust=config.trust_model)
+        )
+        await anyio.to_thread.run_sync(loaded.warm_up)
+        app.state.service = Service.start(loaded, config)
+        try:
+            yield
+        finally:
+            app.state.service.close()
+            app.state.service = None
+
+    app = FastAPI(
+        title="fakelens",
+        version=__version__,
+        summary="Tell AI-generated images from real photographs.",
+        lifespan=lifespan,
+    )
+    app.state.api_key = os.environ.get(API_KEY_ENV) or None
+    app.state.service = None
+    if config.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization"],
+        )
+    _add_api(app)
+    _add_page(app)
+    return app
+
+
+def _default_model() -> str:
+    from fakelens.weights import DEFAULT_MODEL
+
+    return DEFAULT_MODEL
+
+
+def _add_api(app: FastAPI) -> None:
+    protected = [Depends(require_api_key)]
+    errors = {
+        status: {"model": Problem, "description": text}
+        for status, text in {
+            400: "Not a multipart upload, or a malformed one.",
+            401: "API key required (FAKELENS_API_KEY is set) and missing or wrong.",
+            408: "The upload was not received in time.",
+            413: "A file over the size limit, or too many files.",
+            503: "The model is loading or overloaded.",
+        }.items()
+    }
+
+    @app.post(
+        "/v1/predict",
+        response_model=PredictResponse,
+        dependencies=protected,
+        responses={
+            **errors,
+            415: {"model": PredictResponse, "description": "No file was an image."},
+            422: {"model": PredictResponse, "description": "No file could be decoded."},
+        },
+    )
+    async def predict(
+        service: ServiceDep, uploads: Annotated[list[Upload], Depends(receive_uploads)]
+    ) -> JSONResponse:
+        """Judge one or more images sent as multipart parts named `files`.
+
+        Each file gets a record; a file that cannot be read gets its reason in `error` while
+        the others are still judged.
+        """
+        try:
+            records = await service.predict(uploads)
+        except ScoringTimeout as exc:
+            raise HTTPException(503, str(exc)) from None
+        body = PredictResponse(
+            model=service.detector.name,
+            threshold=service.detector.card.threshold,
+            results=[record.to_dict() for record in records],
+        )
+        status = failure_status([record.error for record in records])
+        return JSONResponse(body.model_dump(), status_code=status)
+
+    @app.get("/v1/model", response_model=ModelInfo, dependencies=protected, responses=errors)
+    def model_info(service: ServiceDep) -> ModelInfo:
+        """The model card: what the model is, how it was trained, and what it measured."""
+        card = asdict(service.detector.card)
+        del card["output"]  # an internal convention; the API speaks only of ai_probability
+        return ModelInfo(**card, fakelens_version=__version__)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", responses={503: {"model": Problem}})
+    def readyz(request: Request) -> dict[str, str]:
+        """The model is loaded and the batcher is running."""
+        service = get_service(request)
+        if not service.batcher.alive:
+            raise HTTPException(503, "the model worker has stopped")
+        return {"status": "ready", "model": service.detector.name}
+
+
+def _add_page(app: FastAPI) -> None:
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": PAGE_POLICY})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    app.add_middleware(NoSniff)
+
+
+class NoSniff:
+    """Tell browsers never to guess a response's type (a plain ASGI middleware: cheap)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).setdefault("X-Content-Type-Options", "nosniff")
+            await send(message)
+
+        await self.app(scope, receive, send_with_header if scope["type"] == "http" else send)
+
+
+def app_from_env() -> FastAPI:
+    """The factory uvicorn calls in each worker process: the config travels as JSON."""
+    raw = json.loads(os.environ.get(CONFIG_ENV, "{}"))
+    raw["cors_origins"] = tuple(raw.get("cors_origins", ()))
+    return create_app(ServeConfig(**raw))

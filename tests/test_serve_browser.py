@@ -1,0 +1,105 @@
+"""The web page as a person uses it: a real server on 127.0.0.1, headless Chromium, real images."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+import pytest
+from browser import browser_page
+
+expect = pytest.importorskip("playwright.sync_api").expect
+
+pytestmark = pytest.mark.browser
+
+#: A REAL and a FAKE image from the CIFAKE test split.
+SAMPLES = ("test/REAL/0000 (10).jpg", "test/FAKE/645.jpg")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`fakelens serve` with the shipped seed model, as a user would start it."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    command = [str(Path(sys.executable).parent / "fakelens"), "serve", "--port", str(port), "--model", "seed"]
+    with open(log, "w") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=os.environ.copy())
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the server did not become ready:\n{log.read_text()}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture
+def images(cifake, tmp_path) -> list[Path]:
+    with zipfile.ZipFile(cifake / "cifake.zip") as archive:
+        paths = []
+        for member in SAMPLES:
+            path = tmp_path / member.replace("/", "_").replace(" ", "_")
+            path.write_bytes(archive.read(member))
+            paths.append(path)
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("a text file with an image's name")
+    return [*paths, notes]
+
+
+def test_a_user_drops_images_and_reads_each_verdict(server, images, tmp_path):
+    expected = httpx.post(
+        f"{server}/v1/predict", files=[("files", (p.name, p.read_bytes())) for p in images], timeout=30
+    ).json()["results"]
+    with browser_page() as page:
+        page.goto(server)
+        page.wait_for_selector("#model-info:has-text('Model seed')")
+        assert not page.is_visible("#key-form")  # no API key set on this server
+        page.set_input_files("#file-input", [str(p) for p in images])
+        expect(page.locator(".result[data-label]")).to_have_count(3, timeout=30_000)
+        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        shown = {
+            item.query_selector(".name").inner_text(): item for item in page.query_selector_all(".result")
+        }
+        for record in expected:
+            item = shown[record["path"]]
+            if record["error"]:
+                assert item.get_attribute("data-label") == "error"
+                assert f"{record['path']}: not a recognised image format" in item.inner_text()
+                continue
+            verdict = "Likely AI-generated" if record["label"] == "ai" else "Likely a real photo"
+            assert verdict in item.query_selector(".verdict").inner_text()
+            bar = item.query_selector("[role=meter]")
+            assert bar.get_attribute("aria-valuenow") == str(round(record["ai_probability"] * 100))
+            assert item.query_selector("img").get_attribute("alt") == f"Thumbnail of {record['path']}"
+        assert page.inner_text("#status").startswith("Done: 3 images judged")
+    assert (tmp_path / "page.png").stat().st_size > 10_000
+
+
+def test_the_page_fits_a_phone_screen(server, images, tmp_path):
+    with browser_page(width=390, height=844) as page:
+        page.goto(server)
+        page.set_input_files("#file-input", [str(images[0])])
+        page.wait_for_selector(".result[data-label]")
+        page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
