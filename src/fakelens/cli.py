@@ -410,7 +410,8 @@ def report(
         Path, typer.Argument(help="A training run directory (runs/<name>) or a scan's .csv/.jsonl results.")
     ],
     out_path: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Report file [default: report.html, or report.md].")
+        Path | None,
+        typer.Option("--out", "-o", help="Report file (default: report.html, or report.md with --markdown)."),
     ] = None,
     markdown: Annotated[
         bool, typer.Option("--markdown", help="Markdown with figures in <name>_files/, for READMEs.")
@@ -420,7 +421,7 @@ def report(
         typer.Option(
             "--model",
             "-m",
-            help="Model for heatmaps [default: the run's model.keras; for a scan, the model it used].",
+            help="Model for heatmaps (default: the run's model.keras; for a scan, the model it used).",
         ),
     ] = None,
     data: Annotated[
@@ -428,7 +429,7 @@ def report(
         typer.Option(
             "--data",
             "-d",
-            help="Data for a run's confident mistakes [default: the data its evaluation used].",
+            help="Data for a run's confident mistakes (default: the data its evaluation used).",
         ),
     ] = None,
     top: Annotated[int, typer.Option(help="Heatmap tiles: mistakes, or most AI-like files.")] = 12,
