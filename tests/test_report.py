@@ -123,12 +123,18 @@ def test_report_refuses_what_it_cannot_read(tmp_path):
 
 
 @pytest.mark.browser
-def test_run_report_renders_in_chromium(run_dir, tiny_layout, tmp_path):
-    out = write_report(run_dir, tmp_path / "run.html", options=ReportOptions(data=tiny_layout, top=4))
+def test_reports_render_in_chromium(run_dir, tiny_layout, scan_results, tmp_path):
+    """Both kinds of report as a person sees them: every figure loads, offline; screenshots kept."""
+    run = write_report(run_dir, tmp_path / "run.html", options=ReportOptions(data=tiny_layout, top=4))
+    scan = write_report(scan_results, tmp_path / "scan.html", options=ReportOptions(top=3))
     with browser_page() as page:
-        page.goto(f"file://{out}")
-        assert page.locator("h1").inner_text() == "Training run seed-tiny"
-        assert page.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
-        assert page.evaluate("document.images.length") >= 5
-        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
-    assert (tmp_path / "report.png").stat().st_size > 50_000
+        for out, heading, images in (
+            (run, "Training run seed-tiny", 5),
+            (scan, "Scan results results.csv", 4),
+        ):
+            page.goto(f"file://{out}")
+            assert page.locator("h1").inner_text() == heading
+            assert page.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+            assert page.evaluate("document.images.length") >= images
+            page.screenshot(path=str(out.with_suffix(".png")), full_page=True)
+    assert all(path.with_suffix(".png").stat().st_size > 50_000 for path in (run, scan))
