@@ -82,7 +82,7 @@ def _ai_logit(detector: Detector, head_input: tf.Tensor) -> tf.Tensor:
     """The AI score before the sigmoid, so that confident images still have gradients."""
     head = detector.model.layers[-1]
     if isinstance(head, keras.layers.Dense) and getattr(head.activation, "__name__", "") == "sigmoid":
-        logit = tf.matmul(head_input, head.kernel) + head.bias
+        logit = tf.matmul(head_input, head.kernel) + (head.bias if head.use_bias else 0.0)
     else:  # another head: undo the sigmoid of its output
         p = tf.clip_by_value(head(head_input), 1e-7, 1 - 1e-7)
         logit = tf.math.log(p) - tf.math.log1p(-p)

@@ -11,6 +11,7 @@ import numpy as np
 from fakelens.data.layout import DisplayNameReader, kaggle_entries, open_source
 from fakelens.errors import FakelensError, ImageDecodeError
 from fakelens.inference import Detector, Prediction, load_detector
+from fakelens.progress import progress_bar
 
 if TYPE_CHECKING:
     from fakelens.reporting.report import ReportOptions
@@ -61,7 +62,13 @@ def confident_mistakes(model: str, data: Path, options: ReportOptions) -> tuple[
             stream = detector.score_stream(
                 names, lambda i: detector.prepare(source.read(chosen[i].name), names[i])
             )
-            records = [record for batch in stream for record in batch]
+            records = []
+            with progress_bar(
+                f"Scoring {len(names):,} test images", len(names), quiet=options.quiet
+            ) as advance:
+                for batch in stream:
+                    records += batch
+                    advance(len(batch))
             wrong = [
                 (record, entry)
                 for record, entry in zip(records, chosen)
