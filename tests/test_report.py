@@ -120,6 +120,14 @@ def test_report_refuses_what_it_cannot_read(tmp_path):
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
     result = runner.invoke(app, ["report", str(tmp_path / "other.csv")])
     assert result.exit_code == 2 and "missing columns" in result.output
+    (tmp_path / "edited.jsonl").write_text(
+        '{"path": "a.png", "label": "ai", "ai_probability": "high", "error": null}\n'
+    )
+    result = runner.invoke(app, ["report", str(tmp_path / "edited.jsonl")])
+    assert (
+        result.exit_code == 2
+        and "result 1 (a.png) has no valid ai_probability; received 'high'" in result.output
+    )
 
 
 @pytest.mark.browser

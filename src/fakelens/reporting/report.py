@@ -171,6 +171,15 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     missing = [c for c in ("path", "label", "ai_probability", "error") if rows and c not in rows[0]]
     if missing:
         raise InvalidArgumentError(f"{path}: not scan results; missing columns {missing}")
+    for number, row in enumerate(rows, 1):
+        if not row.get("error"):
+            try:
+                row["ai_probability"] = float(row["ai_probability"])
+            except (TypeError, ValueError):
+                raise InvalidArgumentError(
+                    f"{path}: result {number} ({row['path']}) has no valid ai_probability; "
+                    f"received {row['ai_probability']!r}"
+                ) from None
     return rows
 
 
