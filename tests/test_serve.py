@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import socket
 import threading
 import time
@@ -13,6 +15,7 @@ import pytest
 import uvicorn
 from conftest import bomb_png, encode, random_image
 from fastapi.testclient import TestClient
+from PIL import Image, PngImagePlugin
 
 from fakelens.config import ServeConfig
 from fakelens.inference import Detector
@@ -310,3 +313,55 @@ def test_exclusive_work_runs_on_the_model_thread_between_batches():
     with pytest.raises(ZeroDivisionError):
         failing.result(timeout=5)
     batcher.close()
+
+
+def png_with_text(**chunks: str) -> bytes:
+    info = PngImagePlugin.PngInfo()
+    for key, value in chunks.items():
+        info.add_text(key, value)
+    return encode(np.full((32, 32, 3), 120, np.uint8), "PNG", pnginfo=info)
+
+
+def test_evidence_is_added_only_when_asked_for(client):
+    generated = png_with_text(parameters="a cat\nSteps: 20, Sampler: Euler a, Model: sd_xl_base_1.0")
+    plain = client.post("/v1/predict", files=files(("gen.png", generated))).json()["results"][0]
+    assert "evidence" not in plain
+    response = client.post(
+        "/v1/predict?evidence=true", files=files(("gen.png", generated), ("x.jpg", b"text"))
+    )
+    found, broken = response.json()["results"]
+    assert any(e["kind"] == "png_text" and e["points_to"] == "ai" for e in found["evidence"])
+    assert found["ai_probability"] == plain["ai_probability"]  # reported beside the score, never merged
+    assert broken["evidence"] == [] and broken["error"]
+
+
+@pytest.fixture(scope="module")
+def shipped_client():
+    from fakelens.inference import load_detector
+
+    with client_for(detector=load_detector("seed")) as real:
+        yield real
+
+
+def test_explain_returns_the_verdict_a_heatmap_overlay_and_evidence(shipped_client):
+    image = encode(random_image(7, (48, 64)))
+    predicted = shipped_client.post("/v1/predict", files=files(("a.jpg", image))).json()["results"][0]
+    response = shipped_client.post("/v1/explain", files=files(("a.jpg", image)))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["result"]["label"] == predicted["label"]
+    assert body["result"]["ai_probability"] == pytest.approx(predicted["ai_probability"], abs=1e-6)
+    assert body["result"]["evidence"] == [] and body["heatmap_layer"]
+    overlay = Image.open(io.BytesIO(base64.b64decode(body["heatmap_png"])))
+    assert overlay.format == "PNG" and overlay.width >= 400
+
+
+def test_explain_refuses_several_files_names_a_bad_one_and_needs_a_keras_model(shipped_client, client):
+    two = files(("a.jpg", BRIGHT), ("b.jpg", BRIGHT))
+    assert shipped_client.post("/v1/explain", files=two).status_code == 400
+    response = shipped_client.post("/v1/explain", files=files(("notes.jpg", b"plain text")))
+    assert response.status_code == 415
+    assert response.json()["result"]["error"] == "not a recognised image format"
+    assert response.json()["heatmap_png"] is None
+    stub = client.post("/v1/explain", files=files(("a.jpg", BRIGHT)))
+    assert stub.status_code == 501 and "Keras model" in stub.json()["detail"]

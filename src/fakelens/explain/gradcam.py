@@ -71,6 +71,8 @@ def target_layer(model: keras.Model) -> keras.layers.Layer:
 
 def _grad_model(model: keras.Model) -> tuple[keras.Model, str]:
     """A model returning (target activations, input of the output layer), built once per model."""
+    if not isinstance(model, keras.Model):
+        raise InvalidArgumentError(f"heatmaps need a Keras model; received {type(model).__name__}")
     if model not in _GRAD_MODELS:
         layer = target_layer(model)
         head = model.layers[-1]

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import secrets
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Annotated
 
 import anyio.to_thread
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -28,8 +29,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from fakelens import __version__
 from fakelens.config import ServeConfig
 from fakelens.data.decode import NOT_AN_IMAGE
+from fakelens.errors import InvalidArgumentError
 from fakelens.inference import Detector, load_detector
-from fakelens.serving.schemas import ModelInfo, PredictResponse, Problem
+from fakelens.serving.schemas import ExplainResponse, ModelInfo, PredictResponse, Problem, Result
 from fakelens.serving.service import ScoringTimeout, Service
 from fakelens.serving.uploads import Upload, UploadRejected, read_uploads
 
@@ -156,7 +158,9 @@ def _add_api(app: FastAPI) -> None:
         },
     )
     async def predict(
-        service: ServiceDep, uploads: Annotated[list[Upload], Depends(receive_uploads)]
+        service: ServiceDep,
+        uploads: Annotated[list[Upload], Depends(receive_uploads)],
+        evidence: Annotated[bool, Query(description="Add each file's metadata findings.")] = False,
     ) -> JSONResponse:
         """Judge one or more images sent as multipart parts named `files`.
 
@@ -164,16 +168,49 @@ def _add_api(app: FastAPI) -> None:
         the others are still judged.
         """
         try:
-            records = await service.predict(uploads)
+            records = await service.predict(uploads, evidence=evidence)
         except ScoringTimeout as exc:
             raise HTTPException(503, str(exc)) from None
         body = PredictResponse(
             model=service.detector.name,
             threshold=service.detector.card.threshold,
-            results=[record.to_dict() for record in records],
+            results=[Result(**record.to_dict()) for record in records],
         )
         status = failure_status([record.error for record in records])
-        return JSONResponse(body.model_dump(), status_code=status)
+        return JSONResponse(body.model_dump(exclude_unset=True), status_code=status)
+
+    @app.post(
+        "/v1/explain",
+        response_model=ExplainResponse,
+        dependencies=protected,
+        responses={
+            **errors,
+            415: {"model": ExplainResponse, "description": "The file is not an image."},
+            422: {"model": ExplainResponse, "description": "The file could not be decoded."},
+            501: {"model": Problem, "description": "The model has no convolutional layer to explain."},
+        },
+    )
+    async def explain(
+        service: ServiceDep, uploads: Annotated[list[Upload], Depends(receive_uploads)]
+    ) -> JSONResponse:
+        """Judge one image and show why: a Grad-CAM heatmap overlay and its metadata evidence."""
+        if len(uploads) != 1:
+            raise HTTPException(400, f"send exactly one image to /v1/explain; received {len(uploads)}")
+        try:
+            explained = await service.explain(uploads[0])
+        except ScoringTimeout as exc:
+            raise HTTPException(503, str(exc)) from None
+        except InvalidArgumentError as exc:
+            raise HTTPException(501, str(exc)) from None
+        overlay = explained.overlay_png
+        body = ExplainResponse(
+            model=service.detector.name,
+            threshold=service.detector.card.threshold,
+            result=Result(**explained.record.to_dict()),
+            heatmap_png=base64.b64encode(overlay).decode("ascii") if overlay else None,
+            heatmap_layer=explained.layer,
+        )
+        return JSONResponse(body.model_dump(), status_code=failure_status([explained.record.error]))
 
     @app.get("/v1/model", response_model=ModelInfo, dependencies=protected, responses=errors)
     def model_info(service: ServiceDep) -> ModelInfo:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
 import anyio.to_thread
 import numpy as np
@@ -50,23 +52,59 @@ class Service:
         except ImageDecodeError as exc:
             return exc.reason
 
-    async def predict(self, uploads: list[Upload]) -> list[Prediction]:
-        """One record per upload, in order; an unreadable file gets its reason in `error`."""
+    async def predict(self, uploads: list[Upload], *, evidence: bool = False) -> list[Prediction]:
+        """One record per upload, in order; an unreadable file gets its reason in `error`.
+
+        With `evidence`, each record also lists what the file's metadata says (beside the
+        score, never merged into it).
+        """
         prepared = await asyncio.gather(*(anyio.to_thread.run_sync(self.prepare, u) for u in uploads))
         good = [i for i, item in enumerate(prepared) if isinstance(item, np.ndarray)]
-        scores = await self._score(np.stack([prepared[i] for i in good])) if good else np.zeros(0)
+        scores = await self._wait(self.batcher.submit(np.stack([prepared[i] for i in good]))) if good else []
         scored = dict(zip(good, self.detector.to_records([uploads[i].filename for i in good], scores)))
-        return [
+        records = [
             scored[i] if i in scored else self.detector.failure(upload.filename, prepared[i])
             for i, upload in enumerate(uploads)
         ]
+        if evidence:
+            records = await asyncio.gather(
+                *(anyio.to_thread.run_sync(r.with_evidence, u.data) for r, u in zip(records, uploads))
+            )
+        return list(records)
 
-    async def _score(self, images: np.ndarray) -> np.ndarray:
-        future = self.batcher.submit(images)
+    async def explain(self, upload: Upload) -> Explained:
+        """The record with its evidence, and a heatmap overlay when the image could be read."""
+        from fakelens.explain.gradcam import describe, explain, overlay_png
+
+        prepared = await anyio.to_thread.run_sync(self.prepare, upload)
+        if isinstance(prepared, str):
+            record = self.detector.failure(upload.filename, prepared)
+            return Explained(await anyio.to_thread.run_sync(record.with_evidence, upload.data))
+        # Grad-CAM runs the model, so it runs on the model's own thread.
+        job = self.batcher.run_exclusive(lambda: explain(self.detector, upload.data, name=upload.filename))
+        explanation = await self._wait(job)
+        overlay = await anyio.to_thread.run_sync(
+            lambda: overlay_png(explanation.image, explanation.heatmap, title=describe(explanation))
+        )
+        record = Prediction(
+            upload.filename, explanation.label, explanation.ai_probability, self.detector.name
+        )
+        record = await anyio.to_thread.run_sync(record.with_evidence, upload.data)
+        return Explained(record, overlay, explanation.layer)
+
+    async def _wait(self, future: Future) -> Any:
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), self.config.request_timeout_s)
         except asyncio.TimeoutError:
             future.cancel()
-            raise ScoringTimeout(
-                f"no score within {self.config.request_timeout_s:g} s; retry later"
-            ) from None
+            timeout = self.config.request_timeout_s
+            raise ScoringTimeout(f"no score within {timeout:g} s; retry later") from None
+
+
+@dataclass(frozen=True)
+class Explained:
+    """A record, and the Grad-CAM overlay (PNG bytes) and layer when one could be made."""
+
+    record: Prediction
+    overlay_png: bytes | None = None
+    layer: str | None = None
