@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 from browser import browser_page
+from conftest import random_image
+from PIL import Image, PngImagePlugin
 
 expect = pytest.importorskip("playwright.sync_api").expect
 
@@ -64,7 +66,11 @@ def images(cifake, tmp_path) -> list[Path]:
             paths.append(path)
     notes = tmp_path / "notes.jpg"
     notes.write_text("a text file with an image's name")
-    return [*paths, notes]
+    generated = tmp_path / "generated.png"
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a lighthouse at dusk\nSteps: 30, Sampler: DPM++ 2M, Model: sd_xl_base_1.0")
+    Image.fromarray(random_image(3, (40, 40))).save(generated, pnginfo=info)
+    return [*paths, notes, generated]
 
 
 def test_a_user_drops_images_and_reads_each_verdict(server, images, tmp_path):
@@ -76,7 +82,7 @@ def test_a_user_drops_images_and_reads_each_verdict(server, images, tmp_path):
         page.wait_for_selector("#model-info:has-text('Model seed')")
         assert not page.is_visible("#key-form")  # no API key set on this server
         page.set_input_files("#file-input", [str(p) for p in images])
-        expect(page.locator(".result[data-label]")).to_have_count(3, timeout=30_000)
+        expect(page.locator(".result[data-label]")).to_have_count(len(images), timeout=30_000)
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
         shown = {
             item.query_selector(".name").inner_text(): item for item in page.query_selector_all(".result")
@@ -92,7 +98,18 @@ def test_a_user_drops_images_and_reads_each_verdict(server, images, tmp_path):
             bar = item.query_selector("[role=meter]")
             assert bar.get_attribute("aria-valuenow") == str(round(record["ai_probability"] * 100))
             assert item.query_selector("img").get_attribute("alt") == f"Thumbnail of {record['path']}"
-        assert page.inner_text("#status").startswith("Done: 3 images judged")
+        assert page.inner_text("#status").startswith(f"Done: {len(images)} images judged")
+        generated = shown["generated.png"]
+        generated.query_selector(".evidence summary").click()
+        assert "png_text parameters" in generated.query_selector(".evidence").inner_text()
+        assert "points to AI" in generated.query_selector(".evidence").inner_text()
+        fake = shown[images[1].name]
+        fake.query_selector("button.why").click()
+        heatmap = fake.query_selector(".heatmap img")
+        expect(page.locator(f".result:has-text('{images[1].name}') .heatmap")).to_be_visible(timeout=30_000)
+        assert heatmap.get_attribute("src").startswith("data:image/png;base64,")
+        assert heatmap.evaluate("image => image.naturalWidth") >= 400
+        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
     assert (tmp_path / "page.png").stat().st_size > 10_000
 
 

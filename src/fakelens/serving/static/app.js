@@ -61,6 +61,45 @@ function showVerdict(item, record) {
   bar.setAttribute("aria-valuenow", String(percent));
   bar.setAttribute("aria-label", `Probability AI-generated: ${percent}%`);
   bar.firstElementChild.style.width = `${percent}%`;
+  showEvidence(item, record.evidence || []);
+}
+
+const DIRECTION = { ai: "points to AI", real: "points to a real photo", unknown: "says nothing either way" };
+
+function showEvidence(item, evidence) {
+  const details = item.querySelector(".evidence");
+  const list = details.querySelector("ul");
+  list.replaceChildren(...evidence.map((finding) => {
+    const entry = document.createElement("li");
+    entry.className = `finding ${finding.points_to}`;
+    const strength = finding.strength === "none" ? "" : `, ${finding.strength}`;
+    entry.textContent = `${finding.kind} ${finding.key}: ${finding.value} (${DIRECTION[finding.points_to]}${strength})`;
+    return entry;
+  }));
+  details.querySelector("summary").textContent = `Metadata evidence (${evidence.length})`;
+  details.hidden = evidence.length === 0;
+}
+
+async function showHeatmap(file, item) {
+  const button = item.querySelector(".why");
+  button.disabled = true;
+  button.textContent = "Computing heatmap…";
+  const form = new FormData();
+  form.append("files", file, file.name);
+  try {
+    const response = await fetch("/v1/explain", { method: "POST", body: form, headers: authHeaders() });
+    const body = await response.json().catch(() => ({}));
+    if (!body.heatmap_png) throw new Error(body.detail || body.result?.error || `status ${response.status}`);
+    const figure = item.querySelector(".heatmap");
+    const image = figure.querySelector("img");
+    image.src = `data:image/png;base64,${body.heatmap_png}`;
+    image.alt = `Heatmap of ${file.name}: the regions that raised the AI score`;
+    figure.hidden = false;
+    button.hidden = true;
+    item.classList.add("explained");
+  } catch (error) {
+    button.textContent = `No heatmap: ${error.message}`;
+  }
 }
 
 function showError(item, message) {
@@ -76,10 +115,17 @@ async function judge(file, item) {
   const form = new FormData();
   form.append("files", file, file.name);
   try {
-    const response = await fetch("/v1/predict", { method: "POST", body: form, headers: authHeaders() });
+    const response = await fetch("/v1/predict?evidence=true", {
+      method: "POST", body: form, headers: authHeaders(),
+    });
     const body = await response.json().catch(() => ({}));
     if (body.results) {
       showVerdict(item, body.results[0]);
+      if (!body.results[0].error) {
+        const button = item.querySelector(".why");
+        button.hidden = false;
+        button.addEventListener("click", () => showHeatmap(file, item), { once: true });
+      }
     } else {
       showError(item, `${file.name}: ${body.detail || `the server answered ${response.status}`}`);
       if (response.status === 401) document.getElementById("key-form").hidden = false;
