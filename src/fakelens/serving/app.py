@@ -147,15 +147,19 @@ def _add_api(app: FastAPI) -> None:
         }.items()
     }
 
+    def upload_errors(body: type, not_image: str, undecodable: str) -> dict:
+        """The error statuses of an upload route; 415 and 422 answer with the route's own body."""
+        return {
+            **errors,
+            415: {"model": body, "description": not_image},
+            422: {"model": body, "description": undecodable},
+        }
+
     @app.post(
         "/v1/predict",
         response_model=PredictResponse,
         dependencies=protected,
-        responses={
-            **errors,
-            415: {"model": PredictResponse, "description": "No file was an image."},
-            422: {"model": PredictResponse, "description": "No file could be decoded."},
-        },
+        responses=upload_errors(PredictResponse, "No file was an image.", "No file could be decoded."),
     )
     async def predict(
         service: ServiceDep,
@@ -184,9 +188,7 @@ def _add_api(app: FastAPI) -> None:
         response_model=ExplainResponse,
         dependencies=protected,
         responses={
-            **errors,
-            415: {"model": ExplainResponse, "description": "The file is not an image."},
-            422: {"model": ExplainResponse, "description": "The file could not be decoded."},
+            **upload_errors(ExplainResponse, "The file is not an image.", "The file could not be decoded."),
             501: {"model": Problem, "description": "The model has no convolutional layer to explain."},
         },
     )
