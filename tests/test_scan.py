@@ -67,7 +67,7 @@ def test_zip_and_folder_give_the_same_scores_and_jsonl_matches_csv(detector, mix
 
 
 def test_unknown_output_format_is_a_usage_error(detector, mixed_folder, tmp_path):
-    with pytest.raises(ValueError, match=r"must end in \.csv or \.jsonl"):
+    with pytest.raises(ValueError, match=r"must end in \.csv, \.jsonl, \.parquet; received .*out\.xlsx"):
         scan(detector, mixed_folder, tmp_path / "out.xlsx", quiet=True)
 
 

@@ -31,6 +31,8 @@ app.add_typer(data_app, name="data")
 out = Console(soft_wrap=True)  # never break paths across lines
 err = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
+#: Installed with the `tf` extra; the light runtime (`--backend onnx`) needs neither.
+TF_MODULES = ("tensorflow", "keras", "tensorboard")
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 ModelOption = Annotated[
@@ -48,6 +50,14 @@ TrustModel = Annotated[
         "--trust-model",
         help="Allow code inside the model file (Keras safe mode off). "
         "Only for files from a source you trust.",
+    ),
+]
+BackendOption = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        help="keras, or onnx: onnxruntime alone, no TensorFlow (`fakelens export`) "
+        "[default: the model file's ending; keras for a shipped name].",
     ),
 ]
 DataOption = Annotated[
@@ -71,15 +81,24 @@ def usage_errors(command: F) -> F:
         except FakelensError as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False)
             raise typer.Exit(2) from None
+        except ModuleNotFoundError as exc:
+            if exc.name not in TF_MODULES:
+                raise
+            err.print(
+                f"[bold red]error:[/] this command needs TensorFlow ({exc.name} is not installed): "
+                "pip install 'fakelens[tf]'",
+                highlight=False,
+            )
+            raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
 
 
-def _detector(model: str | None, trust: bool, batch_size: int | None = None):
+def _detector(model: str | None, trust: bool, batch_size: int | None = None, backend: str | None = None):
     from fakelens.inference import load_detector
     from fakelens.weights import DEFAULT_MODEL
 
-    return load_detector(model or DEFAULT_MODEL, trust=trust, batch_size=batch_size)
+    return load_detector(model or DEFAULT_MODEL, trust=trust, batch_size=batch_size, backend=backend)
 
 
 @app.command()
@@ -89,9 +108,10 @@ def predict(
     model: ModelOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON record per line.")] = False,
     trust_model: TrustModel = False,
+    backend: BackendOption = None,
 ) -> None:
     """Judge images: one tab-separated line each: path, label (ai/real), ai_probability."""
-    records = _detector(model, trust_model).predict(images)
+    records = _detector(model, trust_model, backend=backend).predict(images)
     for record in records:
         if as_json:
             typer.echo(json.dumps(record.to_dict(), ensure_ascii=False))
@@ -106,34 +126,51 @@ def predict(
 @app.command()
 @usage_errors
 def scan(
-    source: Annotated[Path, typer.Argument(help="A folder (searched recursively) or a .zip of images.")],
-    out_path: Annotated[Path, typer.Option("--out", "-o", help="Results file: .csv or .jsonl.")] = Path(
-        "results.csv"
-    ),
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A folder (searched recursively), a .zip, @FILE (paths listed one per line) "
+            "or - (paths on standard input)."
+        ),
+    ],
+    out_path: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Results file: .csv, .jsonl or .parquet. If it exists, files it already has "
+            "(same path, size and time) are skipped and the rest appended.",
+        ),
+    ] = Path("results.csv"),
     include: Annotated[
         list[str] | None,
         typer.Option(help='Only files whose relative path matches this glob, e.g. "test/*" (repeatable).'),
     ] = None,
     model: ModelOption = None,
+    backend: BackendOption = None,
     batch_size: Annotated[
         int | None, typer.Option(help=f"Images per model call [default: {InferenceConfig.batch_size}].")
     ] = None,
     workers: Annotated[
         int | None, typer.Option(help=f"Decoding threads [default: {InferenceConfig.workers}].")
     ] = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Ignore rows already in --out and score every file again.")
+    ] = False,
     trust_model: TrustModel = False,
     quiet: Quiet = False,
 ) -> None:
-    """Judge every image in a folder or zip; one row per file (path,label,ai_probability,model,error)."""
+    """Judge every image; one row per file (path,label,ai_probability,model,error,size,modified)."""
     from fakelens.scan import scan as run_scan
 
     summary = run_scan(
-        _detector(model, trust_model, batch_size),
+        _detector(model, trust_model, batch_size, backend),
         source,
         out_path,
         include=include or (),
         workers=workers,
         quiet=quiet,
+        resume=not fresh,
     )
     total = summary.scored + len(summary.failures)
     out.print(
@@ -141,6 +178,8 @@ def scan(
         f"({summary.ai:,} ai, {summary.scored - summary.ai:,} real) "
         f"in {summary.seconds:.1f} s ({summary.images_per_second:,.0f} images/s)."
     )
+    if summary.already_done:
+        out.print(f"Already in {summary.out}, skipped: {summary.already_done:,} file(s).")
     if summary.not_images:
         out.print(
             f"Not scanned, no image file ending: {len(summary.not_images):,} file(s), "
@@ -148,6 +187,25 @@ def scan(
         )
     out.print(f"Results saved to {summary.out}")
     report_failures(summary.failures, "failed")
+
+
+@app.command()
+@usage_errors
+def export(
+    model: Annotated[str, typer.Argument(help="A .keras file saved by fakelens, or a shipped model's name.")],
+    fmt: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
+    out_path: Annotated[
+        Path | None, typer.Option("--out", "-o", help="File to write [default: <model>.onnx].")
+    ] = None,
+    trust_model: TrustModel = False,
+) -> None:
+    """Write a portable model for the light runtime (onnxruntime, no TensorFlow): uint8 pixels in,
+    calibrated P(AI) out, the model card in its metadata. Checked against the Keras model."""
+    from fakelens.export import export_model
+
+    target = out_path or Path(f"{Path(model).stem}.{fmt}")
+    export_model(model, target, fmt=fmt, trust=trust_model)
+    out.print(f"Results saved to {target}")
 
 
 ThresholdOption = Annotated[

@@ -7,6 +7,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from fakelens.errors import ImageDecodeError, InvalidArgumentError, ModelLoadErr
 from fakelens.models.card import ModelCard
 
 Input = ImageInput | np.ndarray
+#: How a model file is run: Keras (TensorFlow), or onnxruntime alone (`fakelens export`).
+BACKENDS = {"keras": ".keras", "onnx": ".onnx"}
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,10 @@ class Prediction:
 
 
 class Detector:
-    """Scores images: P(AI) per image, calibrated and thresholded by the model's card."""
+    """Scores images: P(AI) per image, calibrated and thresholded by the model's card.
+
+    `model` is a Keras model, or a `runtime.OnnxModel`: anything with `predict_on_batch`.
+    """
 
     def __init__(self, model: Any, card: ModelCard, *, batch_size: int | None = None) -> None:
         if batch_size is not None and batch_size < 1:
@@ -48,9 +54,20 @@ class Detector:
     def load(
         cls, path: str | os.PathLike[str], *, trust: bool = False, batch_size: int | None = None
     ) -> Detector:
-        from fakelens.models.saving import load_model
+        """Load a `.keras` file (TensorFlow) or an exported `.onnx` file (onnxruntime only)."""
+        if Path(path).suffix == BACKENDS["onnx"]:
+            from fakelens.runtime import load_onnx
 
-        model, card = load_model(path, trust=trust, compile=False)
+            model, card = load_onnx(path)
+        else:
+            try:
+                from fakelens.models.saving import load_model
+            except ModuleNotFoundError as exc:
+                raise ModelLoadError(
+                    f"{path}: .keras models need TensorFlow ({exc.name} is not installed): "
+                    "pip install 'fakelens[tf]', or use an exported .onnx model (--backend onnx)"
+                ) from None
+            model, card = load_model(path, trust=trust, compile=False)
         return cls(model, card, batch_size=batch_size)
 
     @property
@@ -101,39 +118,37 @@ class Detector:
 
     def score_stream(
         self,
-        names: Sequence[str],
+        names: Iterable[str],
         load: Callable[[int], np.ndarray],
         *,
         workers: int | None = None,
         batches_ahead: int = 2,
     ) -> Iterator[list[Prediction]]:
-        """Yield records batch by batch; `load(i)` prepares input i or raises ImageDecodeError.
+        """Yield records batch by batch; `load(i)` prepares the i-th input or raises ImageDecodeError.
 
-        Decoding runs in a thread pool `batches_ahead` batches in front of the model, so reading
-        files and inference overlap (both release the GIL).
+        `names` is consumed lazily, a batch at a time. Decoding runs in a thread pool
+        `batches_ahead` batches in front of the model, so reading files and inference overlap
+        (both release the GIL).
         """
         if workers is not None and workers < 1:
             raise InvalidArgumentError(f"workers must be at least 1; received {workers}")
-        batches = [
-            range(s, min(s + self.batch_size, len(names))) for s in range(0, len(names), self.batch_size)
-        ]
+        indexed = enumerate(names)
         with ThreadPoolExecutor(max_workers=workers or InferenceConfig.workers) as pool:
             pending: deque = deque()
-            for batch in batches:
-                pending.append((batch, [pool.submit(_attempt, load, i) for i in batch]))
+            while batch := list(islice(indexed, self.batch_size)):
+                futures = [pool.submit(_attempt, load, i) for i, _ in batch]
+                pending.append(([name for _, name in batch], futures))
                 if len(pending) > batches_ahead:
-                    yield self._score(names, *pending.popleft())
+                    yield self._score(*pending.popleft())
             while pending:
-                yield self._score(names, *pending.popleft())
+                yield self._score(*pending.popleft())
 
-    def _score(self, names: Sequence[str], batch: range, futures: list[Future]) -> list[Prediction]:
+    def _score(self, names: list[str], futures: list[Future]) -> list[Prediction]:
         prepared = [future.result() for future in futures]
-        good = [i for i, item in zip(batch, prepared) if isinstance(item, np.ndarray)]
+        good = [i for i, item in enumerate(prepared) if isinstance(item, np.ndarray)]
         images = [item for item in prepared if isinstance(item, np.ndarray)]
         scored = dict(zip(good, self.records([names[i] for i in good], np.stack(images)))) if good else {}
-        return [
-            scored[i] if i in scored else self.failure(names[i], item) for i, item in zip(batch, prepared)
-        ]
+        return [scored[i] if i in scored else self.failure(names[i], item) for i, item in enumerate(prepared)]
 
 
 def _attempt(load: Callable[[int], np.ndarray], index: int) -> np.ndarray | str:
@@ -151,15 +166,30 @@ def _describe(item: Input, index: int) -> str:
 
 
 def load_detector(
-    path_or_name: str | os.PathLike[str], *, trust: bool = False, batch_size: int | None = None
+    path_or_name: str | os.PathLike[str],
+    *,
+    trust: bool = False,
+    batch_size: int | None = None,
+    backend: str | None = None,
 ) -> Detector:
-    """Load a detector from a `.keras` file saved by fakelens, or the name of a shipped model."""
+    """Load a detector from a `.keras` or `.onnx` file saved by fakelens, or a shipped model's name.
+
+    `backend` ("keras" or "onnx") picks the shipped file of a name; for a path it must agree with
+    the file's ending. None: a path's ending decides; a name loads Keras.
+    """
     from fakelens.weights import shipped_model_path
 
+    if backend is not None and backend not in BACKENDS:
+        raise InvalidArgumentError(f"backend must be one of {', '.join(BACKENDS)}; received {backend!r}")
     path = Path(path_or_name)
     if not path.exists():
-        shipped = shipped_model_path(str(path_or_name))
+        shipped = shipped_model_path(str(path_or_name), BACKENDS[backend or "keras"])
         if shipped is None:
             raise ModelLoadError(f"{path_or_name}: no such model file or shipped model name")
         path = shipped
+    if backend is not None and path.suffix != BACKENDS[backend]:
+        hint = f"; export it first: fakelens export {path} --format onnx" if backend == "onnx" else ""
+        raise InvalidArgumentError(
+            f"backend {backend!r} runs {BACKENDS[backend]} files; received {path}{hint}"
+        )
     return Detector.load(path, trust=trust, batch_size=batch_size)
