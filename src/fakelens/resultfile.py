@@ -62,12 +62,20 @@ class ResultWriter:
         self.done: dict[str, tuple[int, tuple[str, str]]] = {}
         self.rows = 0
         out.parent.mkdir(parents=True, exist_ok=True)
+        #: The file named in errors about earlier rows: the journal, or `out` it was copied from.
+        self._earlier = self.partial
         if not resume:
             self.partial.unlink(missing_ok=True)
         elif not self.partial.exists() and out.exists():
+            self._earlier = out
             self._journal_from(out)
         if self.partial.exists():
-            self._recover()
+            try:
+                self._recover()
+            except InvalidArgumentError:
+                if self._earlier == out:
+                    self.partial.unlink()
+                raise
         self._file = open(self.partial, "a", encoding="utf-8", newline="")
         self._csv = csv.DictWriter(self._file, fieldnames=COLUMNS) if self.csv else None
         if self._csv is not None and self._file.tell() == 0:
@@ -130,7 +138,7 @@ class ResultWriter:
         for index, (row, row_end) in enumerate(self._scan()):
             if row.get("model") != self.model:
                 raise InvalidArgumentError(
-                    f"{self.out}: holds results of model {row.get('model')!r}, not {self.model!r}; "
+                    f"{self._earlier}: holds results of model {row.get('model')!r}, not {self.model!r}; "
                     "scan with that model, or choose another --out"
                 )
             self.done[row["path"]] = (index, resume_key(row))
@@ -145,16 +153,13 @@ class ResultWriter:
         """Complete rows with the byte offset where each ends; refuses files not written here."""
         with open(self.partial, "rb") as handle:
             lines = _Lines(handle)
-            parse = _csv_rows(lines, self.partial) if self.csv else _jsonl_rows(lines, self.partial)
+            parse = _csv_rows(lines, self._earlier) if self.csv else _jsonl_rows(lines, self._earlier)
             for row in parse:
                 yield row, lines.consumed
             handle.seek(lines.consumed)
             tail = handle.read()
             if b"\n" in tail:
-                raise InvalidArgumentError(
-                    f"{self.partial}: not a result file written by fakelens (damaged after byte "
-                    f"{lines.consumed:,}); move it away or choose another --out"
-                )
+                raise _damaged(self._earlier, lines, "a broken line")
 
 
 class _Lines:
