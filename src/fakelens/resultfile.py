@@ -58,9 +58,13 @@ class ResultWriter:
         self.partial = out.with_name(out.name + ".partial")
         self.model = model
         self.csv = out.suffix.lower() == ".csv"
-        #: path -> (index of its newest row, resume key), for every row in the journal.
+        #: path -> (index of its newest row, resume key) for the rows the journal held when
+        #: opened; rows written since are not indexed, so memory does not grow as a scan goes.
         self.done: dict[str, tuple[int, tuple[str, str]]] = {}
+        #: Paths of `done` written again (their file changed): their old rows are dropped.
+        self.superseded: set[str] = set()
         self.rows = 0
+        self.recovered_rows = 0
         out.parent.mkdir(parents=True, exist_ok=True)
         #: The file named in errors about earlier rows: the journal, or `out` it was copied from.
         self._earlier = self.partial
@@ -96,7 +100,8 @@ class ResultWriter:
                 self._csv.writerow(row)
             else:
                 self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
-            self.done[row["path"]] = (self.rows, resume_key(row))
+            if row["path"] in self.done:
+                self.superseded.add(row["path"])
             self.rows += 1
         self._file.flush()
 
@@ -106,16 +111,22 @@ class ResultWriter:
         os.fsync(self._file.fileno())
         self._file.close()
         parquet = self.out.suffix.lower() == ".parquet"
-        if not parquet and len(self.done) == self.rows:
+        if not parquet and not self.superseded and len(self.done) == self.recovered_rows:
             os.replace(self.partial, self.out)
             return
-        newest = (row for index, row in enumerate(self._read()) if self.done[row["path"]][0] == index)
+        kept = (row for index, row in enumerate(self._read()) if self._newest(index, row["path"]))
         if parquet:
-            _write_parquet(self.out, newest)
+            _write_parquet(self.out, kept)
         else:
             with atomic_path(self.out) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
-                _write_text(handle, newest, self.csv)
+                _write_text(handle, kept, self.csv)
         self.partial.unlink()
+
+    def _newest(self, index: int, path: str) -> bool:
+        """Whether row `index` is its path's newest: rows written since opening always are."""
+        if index >= self.recovered_rows:
+            return True
+        return path not in self.superseded and self.done[path][0] == index
 
     def close(self) -> None:
         """Close without publishing (after `commit` this does nothing)."""
@@ -143,6 +154,7 @@ class ResultWriter:
                 )
             self.done[row["path"]] = (index, resume_key(row))
             self.rows, end = index + 1, row_end
+        self.recovered_rows = self.rows
         if end < self.partial.stat().st_size:
             os.truncate(self.partial, end)
 
