@@ -3,14 +3,19 @@ fresh virtual environment (no system packages), as a serving box would. Needs th
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+from functools import partial
 
 import pytest
 from conftest import REPO, encode, random_image
 
 pytestmark = [pytest.mark.slow, pytest.mark.install]
+#: The fresh environment must see only what it installed, not this checkout's sources.
+ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+run = partial(subprocess.run, capture_output=True, text=True, env=ENV)
 
 
 def test_the_onnx_extra_installs_without_tensorflow_and_scans(tmp_path):
@@ -19,16 +24,10 @@ def test_the_onnx_extra_installs_without_tensorflow_and_scans(tmp_path):
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, tree / name)
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    install = subprocess.run(
-        [venv / "bin" / "python", "-m", "pip", "install", "-q", f"{tree}[onnx]"],
-        capture_output=True,
-        text=True,
-    )
+    run([sys.executable, "-m", "venv", str(venv)], check=True)
+    install = run([venv / "bin" / "python", "-m", "pip", "install", "-q", f"{tree}[onnx]"])
     assert install.returncode == 0, install.stdout + install.stderr
-    absent = subprocess.run(
-        [venv / "bin" / "python", "-c", "import tensorflow"], capture_output=True, text=True
-    )
+    absent = run([venv / "bin" / "python", "-c", "import tensorflow"])
     assert "No module named 'tensorflow'" in absent.stderr
 
     images = tmp_path / "images"
@@ -36,7 +35,7 @@ def test_the_onnx_extra_installs_without_tensorflow_and_scans(tmp_path):
     for i in range(6):
         (images / f"{i}.jpg").write_bytes(encode(random_image(i, (48, 64))))
     fakelens = venv / "bin" / "fakelens"
-    scan = subprocess.run(
+    scan = run(
         [
             fakelens,
             "scan",
@@ -48,17 +47,11 @@ def test_the_onnx_extra_installs_without_tensorflow_and_scans(tmp_path):
             "--out",
             tmp_path / "r.csv",
             "-q",
-        ],
-        capture_output=True,
-        text=True,
+        ]
     )
     assert scan.returncode == 0, scan.stdout + scan.stderr
     assert "Scored 6 of 6 images" in scan.stdout
     assert len((tmp_path / "r.csv").read_text().splitlines()) == 7
 
-    keras = subprocess.run(
-        [fakelens, "scan", images, "--model", "patchres", "--out", tmp_path / "k.csv"],
-        capture_output=True,
-        text=True,
-    )
+    keras = run([fakelens, "scan", images, "--model", "patchres", "--out", tmp_path / "k.csv"])
     assert keras.returncode == 2 and "pip install 'fakelens[tf]'" in keras.stderr

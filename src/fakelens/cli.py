@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fakelens.config import InferenceConfig, TrainConfig
@@ -79,14 +80,14 @@ def usage_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except FakelensError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(2) from None
         except ModuleNotFoundError as exc:
             if exc.name not in TF_MODULES:
                 raise
             err.print(
                 f"[bold red]error:[/] this command needs TensorFlow ({exc.name} is not installed): "
-                "pip install 'fakelens[tf]'",
+                "pip install 'fakelens\\[tf]'",
                 highlight=False,
             )
             raise typer.Exit(2) from None

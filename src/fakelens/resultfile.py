@@ -81,9 +81,9 @@ class ResultWriter:
                     self.partial.unlink()
                 raise
         self._file = open(self.partial, "a", encoding="utf-8", newline="")
-        self._csv = csv.DictWriter(self._file, fieldnames=COLUMNS) if self.csv else None
+        self._csv = csv.writer(self._file) if self.csv else None
         if self._csv is not None and self._file.tell() == 0:
-            self._csv.writeheader()
+            self._csv.writerow(COLUMNS)
 
     @property
     def recovered(self) -> int:
@@ -97,7 +97,7 @@ class ResultWriter:
     def write(self, rows: Iterable[Row]) -> None:
         for row in rows:
             if self._csv is not None:
-                self._csv.writerow(row)
+                self._csv.writerow([row[column] for column in COLUMNS])
             else:
                 self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
             if row["path"] in self.done:

@@ -9,11 +9,12 @@ already have a row (same path, size and modification time) and appends the rest;
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from fnmatch import fnmatch
+from fnmatch import translate
 from pathlib import Path
 
 from fakelens.data.layout import ImageSource, is_image_name, open_input
@@ -121,8 +122,9 @@ def _to_score(
     summary: ScanSummary,
 ) -> Iterator[str]:
     """Display names of the image files that need a row, registered in `pending` as they go."""
+    selected = re.compile("|".join(f"(?:{translate(p)})" for p in include)).match if include else None
     for name in source.iter_names():
-        if include and not any(fnmatch(name, pattern) for pattern in include):
+        if selected is not None and not selected(name):
             continue
         display = source.display_name(name)
         if not is_image_name(name):
