@@ -139,11 +139,12 @@ class Detector:
             pending: deque = deque()
             while batch := list(islice(indexed, self.batch_size)):
                 indices = [i for i, _ in batch]
-                step = -(-len(indices) // threads)
-                futures = [
-                    pool.submit(_attempt_all, load, indices[s : s + step])
-                    for s in range(0, len(indices), step)
-                ]
+                if len(indices) == 1:  # a lone image: handing it to a thread only adds latency
+                    futures = [_done(_attempt_all(load, indices))]
+                else:
+                    step = -(-len(indices) // threads)
+                    runs = [indices[start : start + step] for start in range(0, len(indices), step)]
+                    futures = [pool.submit(_attempt_all, load, run) for run in runs]
                 pending.append(([name for _, name in batch], futures))
                 if len(pending) > batches_ahead:
                     yield self._score(*pending.popleft())
@@ -156,6 +157,12 @@ class Detector:
         images = [item for item in prepared if isinstance(item, np.ndarray)]
         scored = dict(zip(good, self.records([names[i] for i in good], np.stack(images)))) if good else {}
         return [scored[i] if i in scored else self.failure(names[i], item) for i, item in enumerate(prepared)]
+
+
+def _done(result: list[np.ndarray | str]) -> Future:
+    future: Future = Future()
+    future.set_result(result)
+    return future
 
 
 def _attempt_all(load: Callable[[int], np.ndarray], indices: list[int]) -> list[np.ndarray | str]:

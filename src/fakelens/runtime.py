@@ -47,8 +47,11 @@ def load_onnx(path: str | os.PathLike[str]) -> tuple[OnnxModel, ModelCard]:
         import onnxruntime
     except ImportError:
         raise ModelLoadError(f"{path}: ONNX models need onnxruntime; {INSTALL_HINT}") from None
+    options = onnxruntime.SessionOptions()
+    # Idle inference threads would otherwise spin, taking the cores that decoding needs.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
         raise ModelLoadError(f"{path}: onnxruntime could not load the model: {exc}") from None
     text = session.get_modelmeta().custom_metadata_map.get(CARD_KEY)

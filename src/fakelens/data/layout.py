@@ -92,10 +92,10 @@ class FolderSource(ImageSource):
         return _walk(self.path, "")
 
     def read(self, name: str) -> bytes:
-        return read_file_bytes(self.path / name)
+        return read_file_bytes(self.display_name(name))
 
     def stat(self, name: str) -> tuple[str, str]:
-        return _file_stat(self.path / name)
+        return _file_stat(self.display_name(name))
 
     def fingerprint(self) -> str:
         digest = hashlib.sha256()
@@ -177,7 +177,7 @@ class PathListSource(ImageSource):
         return read_file_bytes(name)
 
     def stat(self, name: str) -> tuple[str, str]:
-        return _file_stat(Path(name))
+        return _file_stat(name)
 
     def display_name(self, name: str) -> str:
         return name
@@ -200,9 +200,9 @@ def _walk(root: Path, prefix: str) -> Iterator[str]:
             yield from _walk(root, f"{name}/")
 
 
-def _file_stat(path: Path) -> tuple[str, str]:
+def _file_stat(path: str) -> tuple[str, str]:
     try:
-        info = path.stat()
+        info = os.stat(path)
     except OSError:
         return "", ""
     return str(info.st_size), datetime.fromtimestamp(info.st_mtime_ns / 1e9, timezone.utc).isoformat()
