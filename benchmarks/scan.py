@@ -10,9 +10,10 @@ On the official CIFAKE test images (20,000; `--quick`: 2,000), for each model an
 - scan_zip / scan_folder: `fakelens.scan.scan` end to end (listing, reading, decoding, scoring,
   writing the CSV), from the zip and from the same images extracted to a temporary folder.
 
-Throughputs are the best of `--repeats` runs (the machine may be shared). Then latency: `Detector.predict`, warm, on one 32x32 JPEG and one generated 12-megapixel JPEG
-(p50/p99); and memory: the peak RSS of scans of N and 5N files (a list of hard links to the
-extracted images), each in a fresh process. Ratios compare figures of this run only. Writes
+Throughputs are the best of `--repeats` runs (the machine may be shared). Then latency:
+`Detector.predict`, warm, on one 32x32 JPEG and one generated 12-megapixel JPEG (p50/p99); and
+memory: the peak RSS of scans of N and 5N files (a list of hard links to the extracted images),
+each in a fresh process. Ratios compare figures of this run only. Writes
 benchmarks/results/scan.json (scan-quick.json with --quick).
 """
 
