@@ -81,24 +81,27 @@ def test_include_patterns_select_files_by_relative_path(detector, mixed_folder, 
     assert all("/sub/" in row["path"] for row in rows)
 
 
-def test_an_interrupted_scan_keeps_its_rows_in_partial_and_never_publishes(detector, mixed_folder, tmp_path):
-    out = tmp_path / "r.csv"
-    calls = {"n": 0}
+def interrupted_scan(detector, source, out, batches: int) -> None:
+    """A scan stopped (as by Ctrl-C) after `batches` batches were written."""
     real_score = detector.score_stream
 
-    def failing_stream(*args, **kwargs):
-        for batch in real_score(*args, **kwargs):
-            calls["n"] += 1
-            if calls["n"] == 2:
+    def stopped(*args, **kwargs):
+        for number, batch in enumerate(real_score(*args, **kwargs)):
+            if number == batches:
                 raise KeyboardInterrupt
             yield batch
 
-    detector.score_stream = failing_stream
+    detector.score_stream = stopped
     try:
         with pytest.raises(KeyboardInterrupt):
-            scan(detector, mixed_folder, out, quiet=True)
+            scan(detector, source, out, quiet=True)
     finally:
         del detector.score_stream
+
+
+def test_an_interrupted_scan_keeps_its_rows_in_partial_and_never_publishes(detector, mixed_folder, tmp_path):
+    out = tmp_path / "r.csv"
+    interrupted_scan(detector, mixed_folder, out, batches=1)
     assert not out.exists()
     assert len(read_csv(tmp_path / "r.csv.partial")) == 8  # the first batch of 8
 
@@ -148,20 +151,7 @@ def test_a_missing_list_file_is_a_usage_error(detector, tmp_path):
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
 def test_a_killed_scan_resumes_with_exactly_one_row_per_file(detector, mixed_folder, tmp_path, suffix):
     out = tmp_path / f"r{suffix}"
-    real_score = detector.score_stream
-
-    def killed_after_two_batches(*args, **kwargs):
-        for number, batch in enumerate(real_score(*args, **kwargs)):
-            if number == 2:
-                raise KeyboardInterrupt
-            yield batch
-
-    detector.score_stream = killed_after_two_batches
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            scan(detector, mixed_folder, out, quiet=True)
-    finally:
-        del detector.score_stream
+    interrupted_scan(detector, mixed_folder, out, batches=2)
     partial = tmp_path / f"r{suffix}.partial"
     with open(partial, "a") as handle:  # a kill in the middle of a row
         handle.write('{"path": "torn' if suffix == ".jsonl" else "/torn/path.jpg,ai,0.5")
@@ -233,3 +223,35 @@ def read_table(path):
     import pyarrow.parquet as pq
 
     return pq.read_table(path).to_pylist()
+
+
+def test_a_scan_killed_with_sigkill_resumes_with_one_row_per_file(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    image = encode(random_image(7))
+    for i in range(4000):
+        (folder / f"{i:05d}.jpg").write_bytes(image)
+    out = tmp_path / "r.jsonl"
+    partial = tmp_path / "r.jsonl.partial"
+    command = [sys.executable, "-c", "from fakelens.cli import app; app()", "scan", str(folder)]
+    command += ["--model", "seed", "--backend", "onnx", "--batch-size", "4", "--out", str(out), "-q"]
+    process = subprocess.Popen(command)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not partial.exists() or partial.stat().st_size < 20_000):
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not out.exists(), "the scan finished before it could be killed"
+    written = partial.read_bytes().count(b"\n")
+    assert 0 < written < 4000
+    finished = subprocess.run(command, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+    assert f"skipped: {written:,} file(s)" in finished.stdout  # every complete row, no more
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 4000 and len({r["path"] for r in rows}) == 4000
+    assert all(r["error"] is None for r in rows)
