@@ -255,3 +255,12 @@ def test_a_scan_killed_with_sigkill_resumes_with_one_row_per_file(tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 4000 and len({r["path"] for r in rows}) == 4000
     assert all(r["error"] is None for r in rows)
+
+
+def test_a_zip_member_with_an_impossible_date_is_still_scanned(detector, tmp_path):
+    archive = tmp_path / "odd.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr(zipfile.ZipInfo("a.jpg", date_time=(1980, 0, 0, 0, 0, 0)), encode(random_image(3)))
+    summary = scan(detector, archive, tmp_path / "r.jsonl", quiet=True)
+    row = read_table(tmp_path / "r.jsonl")[0]
+    assert summary.scored == 1 and row["modified"] == "1980-00-00T00:00:00"

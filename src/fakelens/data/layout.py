@@ -143,7 +143,10 @@ class ZipSource(ImageSource):
 
     def stat(self, name: str) -> tuple[str, str]:
         info = self._infos.get(name)
-        return ("", "") if info is None else (str(info.file_size), datetime(*info.date_time).isoformat())
+        if info is None:
+            return "", ""
+        # Formatted, not parsed: a damaged entry may carry an impossible date (month 0).
+        return str(info.file_size), "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}".format(*info.date_time)
 
     def fingerprint(self) -> str:
         digest = hashlib.sha256()
