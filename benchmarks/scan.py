@@ -175,7 +175,11 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS))
     parser.add_argument("--naive", type=int, default=None, help="files timed in the naive loop [300]")
     parser.add_argument("--repeats", type=int, default=None, help="runs per throughput, best kept [3]")
+    parser.add_argument("--markdown", type=Path, default=None, help="print a results JSON as tables; no run")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return
     best_of = args.repeats or (2 if args.quick else 3)
     count, naive, repeats = (2000, 30, 50) if args.quick else (20_000, args.naive or 300, 300)
     load_at_start = os.getloadavg()
@@ -234,6 +238,36 @@ def main() -> None:
         )
     print(f"load average at start {load_at_start[0]:.2f}, at end {os.getloadavg()[0]:.2f}")
     print(f"Results saved to {path}")
+
+
+def markdown(result: dict) -> str:
+    """The README's performance tables, from a results JSON."""
+    lines = [
+        "| model, backend | naive loop | model only | scan, zip | scan, folder | zip scan / model only "
+        "| zip scan / naive | latency 32x32 p50 / p99 | latency 12 MP p50 / p99 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in result["throughput"]:
+        key = (row["model"], row["backend"])
+        small, large = (
+            next(t for t in result["latency_ms"] if (t["model"], t["backend"]) == key and t["image"] == image)
+            for image in ("32x32 jpeg", "12 MP jpeg")
+        )
+        lines.append(
+            f"| `{row['model']}`, {row['backend']} | {row['naive_keras_per_second']:,.1f}/s "
+            f"| {row['model_only_per_second']:,.0f}/s | {row['scan_zip_per_second']:,.0f}/s "
+            f"| {row['scan_folder_per_second']:,.0f}/s | {row['scan_zip_vs_model_only']:.2f} "
+            f"| {row['scan_zip_vs_naive']:,.0f}x | {small['p50']:.1f} / {small['p99']:.1f} ms "
+            f"| {large['p50']:.1f} / {large['p99']:.1f} ms |"
+        )
+    lines += ["", "| memory: scan of a list of paths | files | peak RSS | RSS after loading the model |"]
+    lines.append("| --- | ---: | ---: | ---: |")
+    for row in result["memory"]:
+        lines.append(
+            f"| `{row['model']}`, {row['backend']} | {row['files']:,} | {row['peak_rss_mb']:.0f} MB "
+            f"| {row['peak_rss_mb_before_scan']:.0f} MB |"
+        )
+    return "\n".join(lines)
 
 
 def report_model(result: dict, model: str, backend: str) -> None:
