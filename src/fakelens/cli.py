@@ -41,7 +41,7 @@ ModelOption = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="A .keras file saved by fakelens, or a shipped model's name "
+        help="A .keras or .onnx file saved by fakelens, or a shipped model's name "
         "(default: the shipped default model).",
     ),
 ]
@@ -57,8 +57,8 @@ BackendOption = Annotated[
     str | None,
     typer.Option(
         "--backend",
-        help="keras, or onnx: onnxruntime alone, no TensorFlow (`fakelens export`) "
-        "[default: the model file's ending; keras for a shipped name].",
+        help="keras, or onnx: onnxruntime alone, no TensorFlow (see `fakelens export`). "
+        "Default: the model file's ending; keras for a shipped name.",
     ),
 ]
 DataOption = Annotated[
@@ -196,7 +196,7 @@ def export(
     model: Annotated[str, typer.Argument(help="A .keras file saved by fakelens, or a shipped model's name.")],
     fmt: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
     out_path: Annotated[
-        Path | None, typer.Option("--out", "-o", help="File to write [default: <model>.onnx].")
+        Path | None, typer.Option("--out", "-o", help="File to write. Default: <model name>.onnx here.")
     ] = None,
     trust_model: TrustModel = False,
 ) -> None:

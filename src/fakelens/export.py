@@ -31,9 +31,9 @@ class ExportError(ModelLoadError):
 def calibrated_graph(model, card: ModelCard):
     """A Keras model: uint8 (N, H, W, 3) at the card's input size -> calibrated P(AI), (N, 1).
 
-    The Resizing layer is left out (Pillow resizes before the model, and ONNX has no
-    antialiased resize to match); the sigmoid output becomes P(AI) as `ModelCard.ai_probability`
-    computes it, in float32.
+    The Resizing layer is left out: fakelens resizes with Pillow before any model, so both
+    backends see identical pixels. The sigmoid output becomes P(AI) as
+    `ModelCard.ai_probability` computes it, in float32.
     """
     import keras
     from keras import ops
