@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from fnmatch import translate
 from pathlib import Path
 
+import numpy as np
+
 from fakelens.data.layout import ImageSource, is_image_name, open_input
 from fakelens.inference import Detector, Prediction
 from fakelens.progress import progress_bar
@@ -66,7 +68,7 @@ class _Pending:
         self.count += 1
         return display
 
-    def load(self, index: int):
+    def load(self, index: int) -> np.ndarray:
         name, display = self.names.pop(index)
         return self.detector.prepare(self.source.read(name), display)
 
