@@ -28,9 +28,7 @@ CHROMIUM_ARGS = [
 
 def chromium_path() -> str:
     """The Chromium executable, or skip (fail under FAKELENS_REQUIRE_BROWSER=1) with the reason."""
-    found = (
-        os.environ.get("FAKELENS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    )
+    found = os.environ.get("FAKELENS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     reason = "Chromium not found: `apt-get install chromium` or set FAKELENS_CHROMIUM"
     if found is None:
         if os.environ.get("FAKELENS_REQUIRE_BROWSER") == "1":
