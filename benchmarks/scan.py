@@ -9,6 +9,7 @@ On the official CIFAKE test images (20,000; `--quick`: 2,000), for each model an
 - model_only: the pre-decoded uint8 arrays in batches of 256, nothing else.
 - scan_zip / scan_folder: `fakelens.scan.scan` end to end (listing, reading, decoding, scoring,
   writing the CSV), from the zip and from the same images extracted to a temporary folder.
+- pipeline_only: the same scans with a model that returns a constant: the scan's own ceiling.
 
 Throughputs are the best of `--repeats` runs (the machine may be shared). Then latency:
 `Detector.predict`, warm, on one 32x32 JPEG and one generated 12-megapixel JPEG (p50/p99); and
@@ -37,6 +38,7 @@ from PIL import Image
 from fakelens.data.decode import load_image
 from fakelens.data.layout import is_image_name, resolve_data_path
 from fakelens.inference import BACKENDS, Detector, load_detector
+from fakelens.models.card import ModelCard
 from fakelens.scan import scan
 
 RESULTS = Path(__file__).parent / "results"
@@ -123,6 +125,13 @@ def scan_rate(detector: Detector, source: Path, out: Path, expected: int, repeat
     return best_rate(run, expected, repeats)
 
 
+class ConstantModel:
+    """A model that costs nothing: what is left of a scan is reading, decoding and writing."""
+
+    def predict_on_batch(self, images: np.ndarray) -> np.ndarray:
+        return np.full((len(images), 1), 0.5, dtype=np.float32)
+
+
 def latency_ms(detector: Detector, data: bytes, repeats: int) -> dict[str, float]:
     for _ in range(3):
         detector.predict(data)
@@ -198,6 +207,17 @@ def main() -> None:
         files = [folder / name for name in names]
         images = np.stack([load_image(path, (32, 32)) for path in files])
         small_jpeg = files[0].read_bytes()
+        constant = Detector(ConstantModel(), ModelCard(name="constant", architecture="constant"))
+        result["pipeline_only_per_second"] = {
+            "zip": scan_rate(constant, source, tmp / "scan.csv", count, best_of),
+            "folder": scan_rate(constant, folder, tmp / "scan.csv", count, best_of),
+        }
+        print(
+            "pipeline only (a model that returns a constant): "
+            + ", ".join(
+                f"{where} {rate:,.0f}/s" for where, rate in result["pipeline_only_per_second"].items()
+            )
+        )
         for model in args.models:
             keras_model = load_detector(model, backend="keras").model
             naive_per_second = naive_rate(keras_model, files[:naive], (32, 32))
@@ -260,6 +280,12 @@ def markdown(result: dict) -> str:
             f"| {row['scan_zip_vs_naive']:,.0f}x | {small['p50']:.1f} / {small['p99']:.1f} ms "
             f"| {large['p50']:.1f} / {large['p99']:.1f} ms |"
         )
+    pipeline = result["pipeline_only_per_second"]
+    lines += [
+        "",
+        f"A scan with a model that returns a constant: {pipeline['zip']:,.0f}/s from the zip, "
+        f"{pipeline['folder']:,.0f}/s from the folder.",
+    ]
     lines += ["", "| memory: scan of a list of paths | files | peak RSS | RSS after loading the model |"]
     lines.append("| --- | ---: | ---: | ---: |")
     for row in result["memory"]:
