@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= $(or $(FAKELENS_DATA),../shared/data/cifake/cifake.zip)
 
-.PHONY: install demo test test-fast lint train-seed train-default clean
+.PHONY: install demo test test-fast lint bench train-seed train-default clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check src tests scripts benchmarks
 	$(BIN)/ruff format --check src tests scripts benchmarks
+
+## bench: scan throughput against model-only and the naive loop, latency, memory (benchmarks/results/scan.json).
+bench: install
+	$(BIN)/python benchmarks/scan.py --data $(DATA)
 
 ## train-seed: the original notebook's model, 20 epochs, as in the README's results table.
 ## Run again after a kill, it resumes; after a finished run it trains seed-cifake-2, and so on.

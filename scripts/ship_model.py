@@ -2,7 +2,8 @@
 
     python scripts/ship_model.py runs/seed-cifake/model.keras runs/seed-cifake/evaluate/metrics.json seed
 
-The optimizer state is dropped (inference does not need it), which keeps the file small.
+The optimizer state is dropped (inference does not need it), which keeps the file small. The
+ONNX export for the light runtime is written beside it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from fakelens.export import export_model
 from fakelens.models.saving import load_model, save_model
 from fakelens.weights import WEIGHTS_DIR
 
@@ -26,7 +28,8 @@ def main(model_path: str, metrics_path: str, name: str) -> None:
         "data_key": evaluation["data_key"],
     }
     target = save_model(model, card.with_updates(name=name, metrics=metrics), WEIGHTS_DIR / f"{name}.keras")
-    print(f"Shipped {target} ({target.stat().st_size:,} bytes)")
+    exported = export_model(target, target.with_suffix(".onnx"))
+    print(f"Shipped {target} ({target.stat().st_size:,} bytes) and {exported}")
 
 
 if __name__ == "__main__":

@@ -164,3 +164,19 @@ def test_metrics_table_shows_missing_values_as_dashes():
     one_class = detection_metrics(np.array([1, 1]), np.array([0.9, 0.2]), 0.5)
     table = metrics_table({"model": "m", "test": one_class})
     assert "-" in [cell for column in table.columns for cell in column._cells]
+
+
+def test_scan_paths_from_stdin_with_the_onnx_backend_then_resume(tmp_path):
+    paths = []
+    for i in range(3):
+        path = tmp_path / f"{i}.jpg"
+        path.write_bytes(encode(random_image(i)))
+        paths.append(str(path))
+    out = tmp_path / "r.parquet"
+    args = ("scan", "-", "--model", "seed", "--backend", "onnx", "--out", out, "-q")
+    first = runner.invoke(app, [str(a) for a in args], input="\n".join(paths) + "\n")
+    assert first.exit_code == 0 and "Scored 3 of 3 images" in first.output
+    again = runner.invoke(app, [str(a) for a in args], input="\n".join(paths) + "\n")
+    assert again.exit_code == 0 and "skipped: 3 file(s)" in again.output
+    missing = run("scan", f"@{tmp_path / 'none.txt'}", "--out", tmp_path / "r.csv")
+    assert missing.exit_code == 2 and "none.txt: cannot read the list of paths" in missing.output

@@ -143,3 +143,26 @@ def test_mutated_valid_images_never_raise_anything_else(position, value, fmt):
     except ImageDecodeError:
         return
     assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
+
+
+@pytest.mark.parametrize("size", [(32, 32), (48, 300), (224, 224), (700, 101)])
+@pytest.mark.parametrize("subsampling", [0, 2])
+def test_the_jpeg_fast_path_gives_exactly_what_pillow_gives(size, subsampling):
+    array = (random_image(5, size) // 3 + np.linspace(0, 160, size[1], dtype=np.uint8)[None, :, None]).astype(
+        np.uint8
+    )
+    for raw in (encode(array, quality=90, subsampling=subsampling), encode(array[..., 0], quality=90)):
+        for draft in (None, (64, 64)):
+            with Image.open(io.BytesIO(raw)) as image:
+                if draft is not None:
+                    image.draft("RGB", draft)
+                expected = np.asarray(image.convert("RGB"))
+            assert np.array_equal(decode_image(raw, draft_size=draft), expected)
+
+
+def test_a_12_megapixel_jpeg_decodes_at_reduced_size():
+    gradient = np.linspace(0, 255, 4000, dtype=np.uint8)
+    raw = encode(np.broadcast_to(gradient[None, :, None], (3000, 4000, 3)).copy(), quality=85)
+    assert decode_image(raw, draft_size=(64, 64)).shape == (375, 500, 3)  # 1/8 scale, >= 2x the input
+    assert load_image(raw, (32, 32)).shape == (32, 32, 3)
+    assert decode_image(raw).shape == (3000, 4000, 3)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import zipfile
 
 import pytest
 from conftest import encode, random_image
 
+from fakelens.errors import FakelensError
 from fakelens.inference import Detector
 from fakelens.scan import COLUMNS, scan
 
@@ -67,7 +69,7 @@ def test_zip_and_folder_give_the_same_scores_and_jsonl_matches_csv(detector, mix
 
 
 def test_unknown_output_format_is_a_usage_error(detector, mixed_folder, tmp_path):
-    with pytest.raises(ValueError, match=r"must end in \.csv or \.jsonl"):
+    with pytest.raises(ValueError, match=r"must end in \.csv, \.jsonl, \.parquet; received .*out\.xlsx"):
         scan(detector, mixed_folder, tmp_path / "out.xlsx", quiet=True)
 
 
@@ -79,23 +81,186 @@ def test_include_patterns_select_files_by_relative_path(detector, mixed_folder, 
     assert all("/sub/" in row["path"] for row in rows)
 
 
-def test_an_interrupted_scan_keeps_its_rows_in_partial_and_never_publishes(detector, mixed_folder, tmp_path):
-    out = tmp_path / "r.csv"
-    calls = {"n": 0}
+def interrupted_scan(detector, source, out, batches: int) -> None:
+    """A scan stopped (as by Ctrl-C) after `batches` batches were written."""
     real_score = detector.score_stream
 
-    def failing_stream(*args, **kwargs):
-        for batch in real_score(*args, **kwargs):
-            calls["n"] += 1
-            if calls["n"] == 2:
+    def stopped(*args, **kwargs):
+        for number, batch in enumerate(real_score(*args, **kwargs)):
+            if number == batches:
                 raise KeyboardInterrupt
             yield batch
 
-    detector.score_stream = failing_stream
+    detector.score_stream = stopped
     try:
         with pytest.raises(KeyboardInterrupt):
-            scan(detector, mixed_folder, out, quiet=True)
+            scan(detector, source, out, quiet=True)
     finally:
         del detector.score_stream
+
+
+def test_an_interrupted_scan_keeps_its_rows_in_partial_and_never_publishes(detector, mixed_folder, tmp_path):
+    out = tmp_path / "r.csv"
+    interrupted_scan(detector, mixed_folder, out, batches=1)
     assert not out.exists()
     assert len(read_csv(tmp_path / "r.csv.partial")) == 8  # the first batch of 8
+
+
+def scores_by_name(rows, marker):
+    """{relative name: (label, rounded probability, error)} from result rows."""
+    return {
+        r["path"].split(marker)[-1]: (
+            r["label"] or None,
+            round(float(r["ai_probability"] or -1), 6),
+            r["error"] or None,
+        )
+        for r in rows
+    }
+
+
+def make_zip(folder, archive):
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                z.write(path, path.relative_to(folder).as_posix())
+    return archive
+
+
+def test_folder_zip_list_and_stdin_give_identical_results(detector, mixed_folder, tmp_path, monkeypatch):
+    import io
+
+    listing = [str(p) for p in sorted(mixed_folder.rglob("*")) if p.is_file()]
+    (tmp_path / "paths.txt").write_text("\n".join(listing) + "\n\n")
+    scan(detector, mixed_folder, tmp_path / "folder.csv", quiet=True)
+    scan(detector, make_zip(mixed_folder, tmp_path / "in.zip"), tmp_path / "zip.csv", quiet=True)
+    scan(detector, f"@{tmp_path / 'paths.txt'}", tmp_path / "list.csv", quiet=True)
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(reversed(listing))))
+    scan(detector, "-", tmp_path / "stdin.csv", quiet=True)
+    folder = scores_by_name(read_csv(tmp_path / "folder.csv"), "/in/")
+    assert len(folder) == 22
+    assert scores_by_name(read_csv(tmp_path / "zip.csv"), "in.zip/") == folder
+    assert scores_by_name(read_csv(tmp_path / "list.csv"), "/in/") == folder
+    assert scores_by_name(read_csv(tmp_path / "stdin.csv"), "/in/") == folder
+
+
+def test_a_missing_list_file_is_a_usage_error(detector, tmp_path):
+    with pytest.raises(FakelensError, match=r"nope\.txt: cannot read the list of paths"):
+        scan(detector, f"@{tmp_path / 'nope.txt'}", tmp_path / "out.csv", quiet=True)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_killed_scan_resumes_with_exactly_one_row_per_file(detector, mixed_folder, tmp_path, suffix):
+    out = tmp_path / f"r{suffix}"
+    interrupted_scan(detector, mixed_folder, out, batches=2)
+    partial = tmp_path / f"r{suffix}.partial"
+    with open(partial, "a") as handle:  # a kill in the middle of a row
+        handle.write('{"path": "torn' if suffix == ".jsonl" else "/torn/path.jpg,ai,0.5")
+    summary = scan(detector, mixed_folder, out, quiet=True)
+    assert summary.already_done == 16 and summary.scored + len(summary.failures) == 6
+    rows = read_table(out)
+    assert len(rows) == 22 and len({r["path"] for r in rows}) == 22 and not partial.exists()
+    scan(detector, mixed_folder, tmp_path / f"fresh{suffix}", quiet=True)
+    assert scores_by_name(rows, "/in/") == scores_by_name(read_table(tmp_path / f"fresh{suffix}"), "/in/")
+
+
+def test_an_incremental_scan_adds_new_files_and_rescores_changed_ones(detector, mixed_folder, tmp_path):
+    out = tmp_path / "r.jsonl"
+    scan(detector, mixed_folder, out, quiet=True)
+    (mixed_folder / "new.png").write_bytes(encode(random_image(99), "PNG"))
+    changed = mixed_folder / "good 0.jpg"
+    changed.write_bytes(encode(random_image(1234), quality=50))
+    os.utime(changed, (1_000_000_000, 1_000_000_000))
+    summary = scan(detector, mixed_folder, out, quiet=True)
+    assert summary.already_done == 21 and summary.scored == 2
+    rows = {r["path"]: r for r in read_table(out)}
+    assert len(rows) == 23 and len(read_table(out)) == 23
+    assert rows[str(changed)]["size"] == changed.stat().st_size
+    assert rows[str(changed)]["modified"].startswith("2001-09-09T01:46:40")
+    again = scan(detector, mixed_folder, out, quiet=True)
+    assert again.already_done == 23 and again.scored == 0 and not again.failures
+
+
+def test_fresh_ignores_earlier_rows(detector, mixed_folder, tmp_path):
+    out = tmp_path / "r.csv"
+    scan(detector, mixed_folder, out, quiet=True)
+    summary = scan(detector, mixed_folder, out, quiet=True, resume=False)
+    assert summary.already_done == 0 and len(read_csv(out)) == 22
+
+
+def test_csv_jsonl_and_parquet_outputs_agree(detector, mixed_folder, tmp_path):
+    for suffix in (".csv", ".jsonl", ".parquet"):
+        scan(detector, mixed_folder, tmp_path / f"r{suffix}", quiet=True)
+    csv_rows, jsonl_rows, parquet_rows = (
+        read_table(tmp_path / f"r{s}") for s in (".csv", ".jsonl", ".parquet")
+    )
+    assert (
+        [r["path"] for r in csv_rows] == [r["path"] for r in jsonl_rows] == [r["path"] for r in parquet_rows]
+    )
+    assert jsonl_rows == parquet_rows
+    for text, typed in zip(csv_rows, jsonl_rows):
+        assert list(text) == list(COLUMNS) == list(typed)
+        assert text["size"] == str(typed["size"]) and text["modified"] == typed["modified"]
+        if typed["error"] is None:
+            assert float(text["ai_probability"]) == typed["ai_probability"]
+        else:
+            assert text["error"] == typed["error"] and text["ai_probability"] == ""
+
+
+def test_a_parquet_output_resumes_and_grows(detector, mixed_folder, tmp_path):
+    out = tmp_path / "r.parquet"
+    scan(detector, mixed_folder, out, include=["sub/*"], quiet=True)
+    assert len(read_table(out)) == 10
+    summary = scan(detector, mixed_folder, out, quiet=True)
+    assert summary.already_done == 10 and len(read_table(out)) == 22
+
+
+def read_table(path):
+    """Rows of a result file in any output format, as dicts."""
+    if path.suffix == ".csv":
+        return read_csv(path)
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines()]
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
+
+
+def test_a_scan_killed_with_sigkill_resumes_with_one_row_per_file(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    image = encode(random_image(7))
+    for i in range(4000):
+        (folder / f"{i:05d}.jpg").write_bytes(image)
+    out = tmp_path / "r.jsonl"
+    partial = tmp_path / "r.jsonl.partial"
+    command = [sys.executable, "-c", "from fakelens.cli import app; app()", "scan", str(folder)]
+    command += ["--model", "seed", "--backend", "onnx", "--batch-size", "4", "--out", str(out), "-q"]
+    process = subprocess.Popen(command)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not partial.exists() or partial.stat().st_size < 20_000):
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not out.exists(), "the scan finished before it could be killed"
+    written = partial.read_bytes().count(b"\n")
+    assert 0 < written < 4000
+    finished = subprocess.run(command, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+    assert f"skipped: {written:,} file(s)" in finished.stdout  # every complete row, no more
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 4000 and len({r["path"] for r in rows}) == 4000
+    assert all(r["error"] is None for r in rows)
+
+
+def test_a_zip_member_with_an_impossible_date_is_still_scanned(detector, tmp_path):
+    archive = tmp_path / "odd.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr(zipfile.ZipInfo("a.jpg", date_time=(1980, 0, 0, 0, 0, 0)), encode(random_image(3)))
+    summary = scan(detector, archive, tmp_path / "r.jsonl", quiet=True)
+    row = read_table(tmp_path / "r.jsonl")[0]
+    assert summary.scored == 1 and row["modified"] == "1980-00-00T00:00:00"

@@ -365,3 +365,15 @@ def test_explain_refuses_several_files_names_a_bad_one_and_needs_a_keras_model(s
     assert response.json()["heatmap_png"] is None
     stub = client.post("/v1/explain", files=files(("a.jpg", BRIGHT)))
     assert stub.status_code == 501 and "Keras model" in stub.json()["detail"]
+
+
+def test_the_light_runtime_serves_predictions_and_says_heatmaps_need_keras():
+    from fakelens.inference import load_detector
+
+    with client_for(detector=load_detector("seed", backend="onnx")) as light:
+        image = encode(random_image(9))
+        keras_score = load_detector("seed").predict([image])[0].ai_probability
+        record = light.post("/v1/predict", files=files(("a.jpg", image))).json()["results"][0]
+        assert record["ai_probability"] == pytest.approx(keras_score, abs=1e-4)
+        response = light.post("/v1/explain", files=files(("a.jpg", image)))
+        assert response.status_code == 501 and "Keras model" in response.json()["detail"]

@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fakelens.config import InferenceConfig, ServeConfig, TrainConfig
@@ -32,6 +33,8 @@ app.add_typer(data_app, name="data")
 out = Console(soft_wrap=True)  # never break paths across lines
 err = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
+#: Installed with the `tf` extra; the light runtime (`--backend onnx`) needs neither.
+TF_MODULES = ("tensorflow", "keras", "tensorboard")
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 ModelOption = Annotated[
@@ -39,7 +42,7 @@ ModelOption = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="A .keras file saved by fakelens, or a shipped model's name "
+        help="A .keras or .onnx file saved by fakelens, or a shipped model's name "
         "(default: the shipped default model).",
     ),
 ]
@@ -49,6 +52,14 @@ TrustModel = Annotated[
         "--trust-model",
         help="Allow code inside the model file (Keras safe mode off). "
         "Only for files from a source you trust.",
+    ),
+]
+BackendOption = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        help="keras, or onnx: onnxruntime alone, no TensorFlow (see `fakelens export`). "
+        "Default: the model file's ending; keras for a shipped name.",
     ),
 ]
 DataOption = Annotated[
@@ -79,17 +90,26 @@ def usage_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except FakelensError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+            raise typer.Exit(2) from None
+        except ModuleNotFoundError as exc:
+            if exc.name not in TF_MODULES:
+                raise
+            err.print(
+                f"[bold red]error:[/] this command needs TensorFlow ({exc.name} is not installed): "
+                "pip install 'fakelens\\[tf]'",
+                highlight=False,
+            )
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
 
 
-def _detector(model: str | None, trust: bool, batch_size: int | None = None):
+def _detector(model: str | None, trust: bool, batch_size: int | None = None, backend: str | None = None):
     from fakelens.inference import load_detector
     from fakelens.weights import DEFAULT_MODEL
 
-    return load_detector(model or DEFAULT_MODEL, trust=trust, batch_size=batch_size)
+    return load_detector(model or DEFAULT_MODEL, trust=trust, batch_size=batch_size, backend=backend)
 
 
 @app.command()
@@ -100,9 +120,10 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON record per line.")] = False,
     trust_model: TrustModel = False,
     evidence: EvidenceOption = False,
+    backend: BackendOption = None,
 ) -> None:
     """Judge images: one tab-separated line each: path, label (ai/real), ai_probability."""
-    records = _detector(model, trust_model).predict(images)
+    records = _detector(model, trust_model, backend=backend).predict(images)
     if evidence:
         records = [record.with_evidence(path) for record, path in zip(records, images)]
     for record in records:
@@ -126,36 +147,53 @@ def evidence_text(item: dict[str, str]) -> str:
 @app.command()
 @usage_errors
 def scan(
-    source: Annotated[Path, typer.Argument(help="A folder (searched recursively) or a .zip of images.")],
-    out_path: Annotated[Path, typer.Option("--out", "-o", help="Results file: .csv or .jsonl.")] = Path(
-        "results.csv"
-    ),
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A folder (searched recursively), a .zip, @FILE (paths listed one per line) "
+            "or - (paths on standard input)."
+        ),
+    ],
+    out_path: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Results file: .csv, .jsonl or .parquet. If it exists, files it already has "
+            "(same path, size and time) are skipped and the rest appended.",
+        ),
+    ] = Path("results.csv"),
     include: Annotated[
         list[str] | None,
         typer.Option(help='Only files whose relative path matches this glob, e.g. "test/*" (repeatable).'),
     ] = None,
     model: ModelOption = None,
+    backend: BackendOption = None,
     batch_size: Annotated[
-        int | None, typer.Option(help=f"Images per model call [default: {InferenceConfig.batch_size}].")
+        int | None, typer.Option(help=f"Images per model call (default: {InferenceConfig.batch_size}).")
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(help=f"Decoding threads [default: {InferenceConfig.workers}].")
+        int | None, typer.Option(help=f"Decoding threads (default: {InferenceConfig.workers}).")
     ] = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Ignore rows already in --out and score every file again.")
+    ] = False,
     trust_model: TrustModel = False,
     evidence: EvidenceOption = False,
     quiet: Quiet = False,
 ) -> None:
-    """Judge every image in a folder or zip; one row per file (path,label,ai_probability,model,error)."""
+    """Judge every image; one row per file (path,label,ai_probability,model,error,size,modified)."""
     from fakelens.scan import scan as run_scan
 
     summary = run_scan(
-        _detector(model, trust_model, batch_size),
+        _detector(model, trust_model, batch_size, backend),
         source,
         out_path,
         include=include or (),
         workers=workers,
         quiet=quiet,
         evidence=evidence,
+        resume=not fresh,
     )
     total = summary.scored + len(summary.failures)
     out.print(
@@ -163,6 +201,8 @@ def scan(
         f"({summary.ai:,} ai, {summary.scored - summary.ai:,} real) "
         f"in {summary.seconds:.1f} s ({summary.images_per_second:,.0f} images/s)."
     )
+    if summary.already_done:
+        out.print(f"Already in {summary.out}, skipped: {summary.already_done:,} file(s).")
     if summary.not_images:
         out.print(
             f"Not scanned, no image file ending: {len(summary.not_images):,} file(s), "
@@ -170,6 +210,25 @@ def scan(
         )
     out.print(f"Results saved to {summary.out}")
     report_failures(summary.failures, "failed")
+
+
+@app.command()
+@usage_errors
+def export(
+    model: Annotated[str, typer.Argument(help="A .keras file saved by fakelens, or a shipped model's name.")],
+    fmt: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
+    out_path: Annotated[
+        Path | None, typer.Option("--out", "-o", help="File to write. Default: <model name>.onnx here.")
+    ] = None,
+    trust_model: TrustModel = False,
+) -> None:
+    """Write a portable model for the light runtime (onnxruntime, no TensorFlow): uint8 pixels in,
+    calibrated P(AI) out, the model card in its metadata. Checked against the Keras model."""
+    from fakelens.export import export_model
+
+    target = out_path or Path(f"{Path(model).stem}.{fmt}")
+    export_model(model, target, fmt=fmt, trust=trust_model)
+    out.print(f"Results saved to {target}")
 
 
 ThresholdOption = Annotated[
@@ -193,28 +252,34 @@ def train(
     data: DataOption = None,
     epochs: Annotated[
         int | None,
-        typer.Option(help="Epochs in total, finished ones included [model's recipe]."),
+        typer.Option(help="Epochs in total, finished ones included (default: the model's recipe)."),
     ] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Training batch size [model's recipe].")] = None,
-    learning_rate: Annotated[float | None, typer.Option(help="Peak learning rate [model's recipe].")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Training batch size (default: the model's recipe).")
+    ] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option(help="Peak learning rate (default: the model's recipe).")
+    ] = None,
     weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay; 0 = Adam [recipe].")] = None,
-    schedule: Annotated[str | None, typer.Option(help="constant or cosine [model's recipe].")] = None,
+    schedule: Annotated[
+        str | None, typer.Option(help="constant or cosine (default: the model's recipe).")
+    ] = None,
     augment: Annotated[
         bool | None, typer.Option("--augment/--no-augment", help="Web-degradation augmentation [recipe].")
     ] = None,
     val_fraction: Annotated[
-        float | None, typer.Option(help="Share of train/ held out for validation [default: 0.1].")
+        float | None, typer.Option(help="Share of train/ held out for validation (default: 0.1).")
     ] = None,
     seed: Annotated[
-        int | None, typer.Option(help="Drives the split, the shuffles and the weight init [default: 42].")
+        int | None, typer.Option(help="Drives the split, the shuffles and the weight init (default: 42).")
     ] = None,
     limit: Annotated[
         int | None, typer.Option(help="Train on a balanced subset of this many train/ images.")
     ] = None,
     threshold: ThresholdOption = None,
     max_false_positive_rate: MaxFprOption = None,
-    name: Annotated[str | None, typer.Option(help="Run name [default: the model name].")] = None,
-    runs_dir: Annotated[Path | None, typer.Option(help="Where run directories go [default: runs].")] = None,
+    name: Annotated[str | None, typer.Option(help="Run name (default: the model name).")] = None,
+    runs_dir: Annotated[Path | None, typer.Option(help="Where run directories go (default: runs).")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Train a model into runs/<name>/ and calibrate it; the same command resumes an unfinished run."""
@@ -253,7 +318,7 @@ def calibrate(
     model: Annotated[Path, typer.Argument(help="A .keras file trained by fakelens.")],
     data: DataOption = None,
     out_path: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Where to write [default: <model>-calibrated.keras].")
+        Path | None, typer.Option("--out", "-o", help="Where to write (default: <model>-calibrated.keras).")
     ] = None,
     threshold: ThresholdOption = None,
     max_false_positive_rate: MaxFprOption = None,
@@ -284,7 +349,7 @@ def evaluate(
     out_dir: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", help="Where metrics.json and plots go [default: runs/evaluate/<model name>]."
+            "--out", "-o", help="Where metrics.json and plots go (default: runs/evaluate/<model name>)."
         ),
     ] = None,
     robustness: Annotated[
@@ -471,6 +536,7 @@ def serve(
         list[str] | None,
         typer.Option(help="Allow browser calls from this origin (repeatable; default none)."),
     ] = None,
+    backend: BackendOption = None,
     trust_model: TrustModel = False,
 ) -> None:
     """Serve the HTTP API (/v1/predict, /v1/model, /docs) and the web page at /.
@@ -495,6 +561,7 @@ def serve(
         batch_window_ms=batch_window_ms,
         cors_origins=tuple(cors_origin or ()),
         trust_model=trust_model,
+        backend=backend,
     )
     os.environ[CONFIG_ENV] = json.dumps(asdict(config))
     out.print(f"Serving on http://{host}:{port}/ (API docs at /docs); Ctrl+C stops.")
@@ -528,7 +595,7 @@ def list_models() -> None:
 @data_app.command("info")
 @usage_errors
 def data_info(
-    path: Annotated[Path | None, typer.Argument(help="Folder or zip [default: as for --data].")] = None,
+    path: Annotated[Path | None, typer.Argument(help="Folder or zip (default: as for --data).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     quiet: Quiet = False,
 ) -> None:
@@ -560,7 +627,7 @@ def data_info(
 @usage_errors
 def data_download(
     to: Annotated[
-        Path | None, typer.Option("--to", help="Folder to download into [default: kagglehub's cache].")
+        Path | None, typer.Option("--to", help="Folder to download into (default: kagglehub's cache).")
     ] = None,
 ) -> None:
     """Download CIFAKE from Kaggle with kagglehub and print where it is."""
@@ -574,7 +641,7 @@ def data_download(
 @data_app.command("show")
 @usage_errors
 def data_show(
-    path: Annotated[Path | None, typer.Argument(help="Folder or zip [default: as for --data].")] = None,
+    path: Annotated[Path | None, typer.Argument(help="Folder or zip (default: as for --data).")] = None,
     out_path: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")] = Path("grid.png"),
     split: Annotated[str, typer.Option(help="train or test.")] = "train",
     count: Annotated[int, typer.Option(help="Images in the grid.")] = 32,

@@ -115,8 +115,10 @@ class InferenceConfig:
 class ServeConfig:
     """What `fakelens serve` accepts and how it batches; every limit answers with a status."""
 
-    #: A .keras file or a shipped model's name; None = the shipped default.
+    #: A .keras or .onnx file, or a shipped model's name; None = the shipped default.
     model: str | None = None
+    #: "keras" or "onnx" for a shipped name; None = the file's ending (keras for a name).
+    backend: str | None = None
     #: Largest accepted file, in bytes (413 above it). 20 MB holds any camera JPEG.
     max_upload_bytes: int = 20 * 1024 * 1024
     #: Most files in one request (413 above it).

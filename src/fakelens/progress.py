@@ -12,8 +12,10 @@ console = Console(stderr=True)
 
 
 @contextmanager
-def progress_bar(description: str, total: int, *, quiet: bool = False) -> Iterator[Callable[[int], None]]:
-    """Yield `advance(n)`; draws a bar on stderr unless `quiet`."""
+def progress_bar(
+    description: str, total: int | None, *, quiet: bool = False
+) -> Iterator[Callable[[int], None]]:
+    """Yield `advance(n)`; draws a bar on stderr unless `quiet` (total None: count without an end)."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, disable=quiet) as bar:
         task = bar.add_task(description, total=total)

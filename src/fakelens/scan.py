@@ -1,27 +1,31 @@
-"""Scan a folder or zip: score every image, stream one row per file to CSV or JSONL."""
+"""Scan a folder, zip or list of paths: score every image, stream one row per file to a file.
+
+The listing is consumed as the scan goes and rows are written batch by batch, so memory does not
+grow with the number of files. Run again with the same output, a scan skips the files that
+already have a row (same path, size and modification time) and appends the rest; see
+`resultfile` for how rows survive a kill.
+"""
 
 from __future__ import annotations
 
-import csv
-import json
 import os
+import re
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from fnmatch import fnmatch
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from fnmatch import translate
 from pathlib import Path
-from typing import TextIO
 
-from fakelens.data.layout import ImageSource, is_image_name, open_source
-from fakelens.errors import InvalidArgumentError
+import numpy as np
+
+from fakelens.data.layout import ImageSource, is_image_name, open_input
 from fakelens.explain.metadata import evidence_dicts
 from fakelens.inference import Detector, Prediction
 from fakelens.progress import progress_bar
+from fakelens.resultfile import COLUMNS, EVIDENCE_COLUMN, FORMATS, ResultWriter, Row, check_output_path
 
-COLUMNS = ("path", "label", "ai_probability", "model", "error")
-#: Added when evidence is asked for; in CSV it holds the JSON list of findings.
-EVIDENCE_COLUMN = "evidence"
-FORMATS = (".csv", ".jsonl")
+__all__ = ["COLUMNS", "EVIDENCE_COLUMN", "FORMATS", "ScanSummary", "scan"]
 
 
 @dataclass
@@ -32,9 +36,11 @@ class ScanSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)
     #: Files not scanned because their names do not end like an image (.txt, .json, ...).
     not_images: list[str] = field(default_factory=list)
+    #: Files skipped because the output already had a row for them (resumed or incremental).
+    already_done: int = 0
     seconds: float = 0.0
 
-    def add(self, records: Iterable[Prediction]) -> None:
+    def add(self, records: Sequence[Prediction]) -> None:
         for record in records:
             if record.error is None:
                 self.scored += 1
@@ -47,84 +53,77 @@ class ScanSummary:
         return (self.scored + len(self.failures)) / self.seconds if self.seconds else 0.0
 
 
-def check_output_path(out: Path) -> None:
-    if out.suffix.lower() not in FORMATS:
-        raise InvalidArgumentError(f"--out must end in {' or '.join(FORMATS)}; received {out}")
+class _Pending:
+    """Files on their way through the detector: what the loader reads, what the row records.
 
-
-class ResultWriter:
-    """Writes result rows to `<out>.partial`; `commit()` moves it to `out` when complete.
-
-    An interrupted scan leaves the rows it wrote in `<out>.partial`, never a truncated `out`.
+    Records come back in the order names went in, so each row pairs with the oldest stat (and,
+    with `evidence`, the metadata findings its loader filed under the same index).
     """
 
-    def __init__(self, out: Path, *, evidence: bool = False) -> None:
-        check_output_path(out)
-        self.out = out
-        self.partial = out.with_name(out.name + ".partial")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        self._file: TextIO = open(self.partial, "w", encoding="utf-8", newline="")
-        self._csv = None
-        if out.suffix.lower() == ".csv":
-            columns = (*COLUMNS, EVIDENCE_COLUMN) if evidence else COLUMNS
-            self._csv = csv.DictWriter(self._file, fieldnames=columns)
-            self._csv.writeheader()
+    def __init__(self, detector: Detector, source: ImageSource, *, evidence: bool = False) -> None:
+        self.detector = detector
+        self.source = source
+        self.names: dict[int, tuple[str, str]] = {}
+        self.stats: deque[tuple[str, str]] = deque()
+        self.count = 0
+        self.evidence: dict[int, list[dict]] | None = {} if evidence else None
+        self.emitted = 0
 
-    def write(self, records: Iterable[Prediction]) -> None:
+    def add(self, name: str, display: str, stat: tuple[str, str]) -> str:
+        self.names[self.count] = (name, display)
+        self.stats.append(stat)
+        self.count += 1
+        return display
+
+    def load(self, index: int) -> np.ndarray:
+        name, display = self.names.pop(index)
+        raw = self.source.read(name)
+        if self.evidence is not None:
+            self.evidence[index] = evidence_dicts(raw, name=display)
+        return self.detector.prepare(raw, display)
+
+    def rows(self, records: Sequence[Prediction]) -> list[Row]:
+        rows = []
         for record in records:
-            row = record.to_dict()
-            if self._csv is not None:
-                if EVIDENCE_COLUMN in row:
-                    row[EVIDENCE_COLUMN] = json.dumps(row[EVIDENCE_COLUMN], ensure_ascii=False)
-                self._csv.writerow(row)
-            else:
-                self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self._file.flush()
-
-    def commit(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self.partial, self.out)
-
-    def close(self) -> None:
-        """Close without publishing (after `commit` this does nothing)."""
-        self._file.close()
+            size, modified = self.stats.popleft()
+            row = {**record.to_dict(), "size": int(size) if size else None, "modified": modified}
+            if self.evidence is not None:
+                # A file that could not be read has no findings to report.
+                row[EVIDENCE_COLUMN] = self.evidence.pop(self.emitted, [])
+            self.emitted += 1
+            rows.append(row)
+        return rows
 
 
 def scan(
     detector: Detector,
-    source_path: Path,
+    source_path: str | os.PathLike[str],
     out: Path,
     *,
     include: Sequence[str] = (),
     workers: int | None = None,
     quiet: bool = False,
+    resume: bool = True,
     evidence: bool = False,
 ) -> ScanSummary:
-    """Score every image file in `source_path` (folder, recursively, or zip) into `out`.
+    """Score every image in `source_path` into `out` (.csv, .jsonl or .parquet).
 
-    `include` keeps only relative names matching one of its glob patterns (e.g. "test/*");
-    `evidence` adds each file's metadata findings to its record.
+    `source_path`: a folder (recursively), a zip, `@FILE` (paths listed one per line) or `-`
+    (paths on standard input). `include` keeps only names matching one of its glob patterns
+    (e.g. "test/*"). `resume=False` ignores rows already in `out` and starts it afresh.
+    `evidence` adds each file's metadata findings to its row.
     """
     check_output_path(out)
-    with open_source(source_path) as source:
-        names = [n for n in source.names() if not include or any(fnmatch(n, p) for p in include)]
-        images = [name for name in names if is_image_name(name)]
-        summary = ScanSummary(
-            out=out, not_images=[source.display_name(n) for n in names if not is_image_name(n)]
-        )
-        display = [source.display_name(name) for name in images]
-        found: dict[str, list] | None = {} if evidence else None
-        loader = _loader(detector, source, images, display, found)
-        writer = ResultWriter(out, evidence=evidence)
+    summary = ScanSummary(out=out)
+    with open_input(source_path) as source:
+        writer = ResultWriter(out, model=detector.name, resume=resume, evidence=evidence)
+        pending = _Pending(detector, source, evidence=evidence)
         began = time.perf_counter()
         try:
-            with progress_bar(f"Scanning {len(images):,} images", len(images), quiet=quiet) as advance:
-                for batch in detector.score_stream(display, loader, workers=workers):
-                    if found is not None:
-                        batch = [replace(r, evidence=found.pop(r.path, [])) for r in batch]
-                    writer.write(batch)
+            names = _to_score(source, include, writer, pending, summary)
+            with progress_bar("Scanning images", None, quiet=quiet) as advance:
+                for batch in detector.score_stream(names, pending.load, workers=workers):
+                    writer.write(pending.rows(batch))
                     summary.add(batch)
                     advance(len(batch))
             writer.commit()
@@ -134,19 +133,24 @@ def scan(
     return summary
 
 
-def _loader(
-    detector: Detector,
+def _to_score(
     source: ImageSource,
-    names: list[str],
-    display: list[str],
-    evidence: dict[str, list] | None = None,
-):
-    """Prepares input i; with `evidence`, also files its metadata findings there by name."""
-
-    def load(i: int):
-        raw = source.read(names[i])
-        if evidence is not None:
-            evidence[display[i]] = evidence_dicts(raw, name=display[i])
-        return detector.prepare(raw, display[i])
-
-    return load
+    include: Sequence[str],
+    writer: ResultWriter,
+    pending: _Pending,
+    summary: ScanSummary,
+) -> Iterator[str]:
+    """Display names of the image files that need a row, registered in `pending` as they go."""
+    selected = re.compile("|".join(f"(?:{translate(p)})" for p in include)).match if include else None
+    for name in source.iter_names():
+        if selected is not None and not selected(name):
+            continue
+        display = source.display_name(name)
+        if not is_image_name(name):
+            summary.not_images.append(display)
+            continue
+        stat = source.stat(name)
+        if writer.is_done(display, stat):
+            summary.already_done += 1
+            continue
+        yield pending.add(name, display, stat)

@@ -28,7 +28,7 @@ from fakelens.errors import ImageDecodeError
 from fakelens.progress import progress_bar
 
 #: Bump when decoding or resizing changes, so stale caches are not reused.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: large JPEGs decoded at >= 2x the input size (was 1x)
 #: A half-built cache folder older than this belongs to a build that was killed.
 STALE_BUILD_SECONDS = 3600
 

@@ -1,8 +1,13 @@
 """Safe decoding of one untrusted image into an RGB uint8 array.
 
 Every failure becomes an `ImageDecodeError` naming the file and the reason: empty, unreadable,
-not an image, truncated or corrupt, too many pixels. Pillow reads the header first, so the
-pixel limit is enforced before any pixel data is decoded.
+not an image, truncated or corrupt, too many pixels. The header is read first, so the pixel
+limit is enforced before any pixel data is decoded.
+
+Plain JPEGs (YCbCr or grey, no EXIF) go straight to libjpeg-turbo through simplejpeg: several
+times faster than Pillow on small files, whose Python-level marker parsing dominates, and
+bit-identical to it. Everything else, and any JPEG simplejpeg declines, goes through Pillow,
+which also words the errors.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
+import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fakelens.config import MAX_FILE_BYTES, MAX_PIXELS
@@ -134,11 +140,44 @@ def decode_image(
     lets JPEG decoding skip detail that a later resize to that size would throw away.
     """
     label, raw = input_bytes(data, name)
+    fast = _decode_plain_jpeg(raw, max_pixels, draft_size)
+    if fast is not None:
+        return fast
     with open_image(raw, label, max_pixels) as image:
         if draft_size is not None and image.format == "JPEG":
             image.draft("RGB", draft_size)
         image.load()
         return to_rgb_array(ImageOps.exif_transpose(image))
+
+
+def _draft_scale(width: int, height: int, draft_size: tuple[int, int] | None) -> int:
+    """The JPEG DCT scale (1, 2, 4 or 8) that Pillow's `draft` picks: the largest that keeps the
+    image at least `draft_size` = (width, height)."""
+    if draft_size is None:
+        return 1
+    ratio = min(width // max(draft_size[0], 1), height // max(draft_size[1], 1))
+    return next((scale for scale in (8, 4, 2) if ratio >= scale), 1)
+
+
+def _decode_plain_jpeg(raw: bytes, max_pixels: int, draft_size: tuple[int, int] | None) -> np.ndarray | None:
+    """Decode a plain JPEG with libjpeg-turbo directly, exactly as Pillow would (same DCT
+    scaling as `draft`); None hands the file to Pillow: not a JPEG, EXIF (orientation),
+    CMYK/RGB colour, over the pixel limit, or damaged."""
+    if not raw.startswith(b"\xff\xd8\xff"):
+        return None
+    scan_start = raw.find(b"\xff\xda")
+    if scan_start < 0 or raw.find(b"Exif\x00\x00", 0, scan_start) >= 0:
+        return None
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(raw)
+        if colorspace not in ("YCbCr", "Gray") or not 0 < width * height <= max_pixels:
+            return None
+        scale = _draft_scale(width, height, draft_size)
+        return simplejpeg.decode_jpeg(
+            raw, colorspace="RGB", min_width=-(-width // scale), min_height=-(-height // scale), strict=True
+        )
+    except ValueError:
+        return None
 
 
 def to_rgb_array(image: Image.Image) -> np.ndarray:
@@ -177,10 +216,13 @@ def resize_to(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def load_image(
     data: ImageInput, size: tuple[int, int], *, name: str | None = None, max_pixels: int = MAX_PIXELS
 ) -> np.ndarray:
-    """Decode and resize in one call: what the data pipeline and the detector both need."""
-    return resize_to(
-        decode_image(data, name=name, max_pixels=max_pixels, draft_size=(size[1], size[0])), size
-    )
+    """Decode and resize in one call: what the data pipeline and the detector both need.
+
+    Large JPEGs are decoded at a reduced size (DCT scaling) of at least twice `size`, then
+    resized with antialiasing: a 12-megapixel photo decodes at 1/8 scale in a few milliseconds.
+    """
+    draft_size = (2 * size[1], 2 * size[0])
+    return resize_to(decode_image(data, name=name, max_pixels=max_pixels, draft_size=draft_size), size)
 
 
 def reencode_jpeg(data: ImageInput, quality: int, *, name: str | None = None) -> bytes:

@@ -1,15 +1,20 @@
-"""Where images come from: a folder or a zip, read in place, and the Kaggle CIFAKE layout.
+"""Where images come from: a folder, a zip or a list of paths, read in place; the Kaggle layout.
 
 A source lists its files by relative name and reads their bytes; nothing is extracted to disk.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import posixpath
+import sys
 import zipfile
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 from fakelens.config import CHECKOUT_DATA, DATA_ENV, IMAGE_SUFFIXES, KAGGLE_HANDLE, MAX_FILE_BYTES
@@ -39,13 +44,28 @@ class ImageSource:
         """Relative names of every file, sorted."""
         raise NotImplementedError
 
+    def iter_names(self) -> Iterator[str]:
+        """Every file's name, one at a time, in a fixed order (a scan never holds the listing)."""
+        return iter(self.names())
+
+    def stat(self, name: str) -> tuple[str, str]:
+        """(size in bytes, modification time in ISO 8601) as text: what tells a file changed.
+        Empty strings when the file cannot be examined (reading it will then say why)."""
+        raise NotImplementedError
+
     def read(self, name: str) -> bytes:
         """The bytes of one file; `ImageDecodeError` naming it if it cannot be read."""
         raise NotImplementedError
 
     def display_name(self, name: str) -> str:
         """How a file is named in results and errors: the source path joined with `name`."""
-        return str(self.path / name)
+        return self._prefix + name
+
+    @functools.cached_property
+    def _prefix(self) -> str:
+        """`path` as `Path` joins it ("x.zip/", or "" for "."), computed once: joining Path
+        objects for every file of a large scan is measurably slow."""
+        return str(self.path / "_")[:-1]
 
     def fingerprint(self) -> str:
         """A cheap hash of the listing (names, sizes, checksums or mtimes): the cache key."""
@@ -67,8 +87,15 @@ class FolderSource(ImageSource):
             self._names = sorted(found)
         return self._names
 
+    def iter_names(self) -> Iterator[str]:
+        """Depth first, each folder's entries sorted by name; links to folders are not followed."""
+        return _walk(self.path, "")
+
     def read(self, name: str) -> bytes:
-        return read_file_bytes(self.path / name)
+        return read_file_bytes(self.display_name(name))
+
+    def stat(self, name: str) -> tuple[str, str]:
+        return _file_stat(self.display_name(name))
 
     def fingerprint(self) -> str:
         digest = hashlib.sha256()
@@ -114,12 +141,90 @@ class ZipSource(ImageSource):
         except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError) as exc:
             raise ImageDecodeError(self.display_name(name), f"cannot read zip member: {exc}") from None
 
+    def stat(self, name: str) -> tuple[str, str]:
+        info = self._infos.get(name)
+        if info is None:
+            return "", ""
+        # Formatted, not parsed: a damaged entry may carry an impossible date (month 0).
+        return str(info.file_size), "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}".format(*info.date_time)
+
     def fingerprint(self) -> str:
         digest = hashlib.sha256()
         for name in self.names():
             info = self._infos[name]
             digest.update(f"{name}\0{info.file_size}\0{info.CRC}\n".encode())
         return digest.hexdigest()
+
+
+class PathListSource(ImageSource):
+    """Paths listed one per line (a text file, or standard input), each read where it is.
+
+    Relative paths are relative to the current directory; blank lines are skipped. The list is
+    read as the scan goes, so it can be longer than memory would hold.
+    """
+
+    def __init__(self, lines: Iterable[str], path: Path) -> None:
+        self.path = path
+        self._lines = lines
+
+    def iter_names(self) -> Iterator[str]:
+        for line in self._lines:
+            name = line.rstrip("\r\n")
+            if name.strip():
+                yield name
+
+    def names(self) -> list[str]:
+        return sorted(self.iter_names())
+
+    def read(self, name: str) -> bytes:
+        return read_file_bytes(name)
+
+    def stat(self, name: str) -> tuple[str, str]:
+        return _file_stat(name)
+
+    def display_name(self, name: str) -> str:
+        return name
+
+    def close(self) -> None:
+        if hasattr(self._lines, "close") and self._lines is not sys.stdin:
+            self._lines.close()
+
+
+def _walk(root: Path, prefix: str) -> Iterator[str]:
+    try:
+        entries = sorted(os.scandir(root / prefix), key=lambda entry: entry.name)
+    except OSError:
+        return
+    for entry in entries:
+        name = f"{prefix}{entry.name}"
+        if not entry.is_dir():
+            yield name
+        elif not entry.is_symlink():
+            yield from _walk(root, f"{name}/")
+
+
+def _file_stat(path: str) -> tuple[str, str]:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return "", ""
+    return str(info.st_size), datetime.fromtimestamp(info.st_mtime_ns / 1e9, timezone.utc).isoformat()
+
+
+def open_input(spec: str | os.PathLike[str]) -> ImageSource:
+    """What `fakelens scan` reads: `-` (paths on standard input), `@FILE` (paths listed in FILE,
+    one per line), or a folder or zip (`open_source`)."""
+    text = os.fspath(spec)
+    if text == "-":
+        return PathListSource(sys.stdin, Path("<stdin>"))
+    if text.startswith("@") and not Path(text).exists():
+        path = Path(text[1:])
+        try:
+            return PathListSource(open(path, encoding="utf-8", errors="surrogateescape"), path)
+        except OSError as exc:
+            reason = exc.strerror or exc
+            raise DatasetLayoutError(f"{path}: cannot read the list of paths ({reason})") from None
+    return open_source(text)
 
 
 def open_source(path: str | os.PathLike[str]) -> ImageSource:
@@ -135,7 +240,7 @@ def open_source(path: str | os.PathLike[str]) -> ImageSource:
 
 
 def is_image_name(name: str) -> bool:
-    return PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
+    return posixpath.splitext(name)[1].lower() in IMAGE_SUFFIXES
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,5 @@
-"""Model registry: every architecture module registers itself on import."""
+"""Model registry and cards. Importing this package does not import Keras (see `registry`)."""
 
-from fakelens.models import patchres, seed  # noqa: F401  (each registers itself)
 from fakelens.models.card import ModelCard
 from fakelens.models.registry import available_models, create_model, get_spec
 

@@ -1,17 +1,26 @@
-"""Models by name: `create_model("seed")` builds a fresh, compiled Keras model and its card."""
+"""Models by name: `create_model("seed")` builds a fresh, compiled Keras model and its card.
+
+Importing the registry does not import Keras: the built-in architectures register themselves
+the first time a name is looked up, so the ONNX runtime path stays free of TensorFlow.
+"""
 
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import keras
+from typing import TYPE_CHECKING, Any
 
 from fakelens.config import INPUT_SIZE, NOTEBOOK_RECIPE, Recipe
 from fakelens.errors import InvalidArgumentError
 from fakelens.models.card import ModelCard
+
+if TYPE_CHECKING:
+    import keras
+
+#: Modules whose import registers the built-in architectures.
+BUILTIN_ARCHITECTURES = ("fakelens.models.patchres", "fakelens.models.seed")
 
 
 @dataclass(frozen=True)
@@ -40,13 +49,20 @@ def register_model(name: str, description: str, output: str = "p_real", recipe: 
     return decorator
 
 
+def _registry() -> dict[str, ModelSpec]:
+    for module in BUILTIN_ARCHITECTURES:
+        importlib.import_module(module)
+    return _REGISTRY
+
+
 def available_models() -> dict[str, str]:
     """Registered names -> one-line descriptions."""
+    _registry()
     return {name: spec.description for name, spec in sorted(_REGISTRY.items())}
 
 
 def get_spec(name: str) -> ModelSpec:
-    if name not in _REGISTRY:
+    if name not in _registry():
         close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         available = ", ".join(sorted(_REGISTRY))
@@ -63,6 +79,8 @@ def create_model(
 ) -> tuple[keras.Model, ModelCard]:
     """Build and compile model `name` (Adam at its recipe's rate unless `optimizer` is given);
     `None` overrides keep the builder's defaults."""
+    import keras
+
     spec = get_spec(name)
     model = spec.build(input_size=input_size, **{k: v for k, v in overrides.items() if v is not None})
     model.compile(

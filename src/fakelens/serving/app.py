@@ -98,7 +98,9 @@ def create_app(config: ServeConfig | None = None, *, detector: Detector | None =
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loaded = detector or await anyio.to_thread.run_sync(
-            lambda: load_detector(config.model or _default_model(), trust=config.trust_model)
+            lambda: load_detector(
+                config.model or _default_model(), trust=config.trust_model, backend=config.backend
+            )
         )
         await anyio.to_thread.run_sync(loaded.warm_up)
         app.state.service = Service.start(loaded, config)

@@ -13,6 +13,7 @@ def shipped_models() -> list[str]:
     return sorted(path.stem for path in WEIGHTS_DIR.glob("*.keras"))
 
 
-def shipped_model_path(name: str) -> Path | None:
-    path = WEIGHTS_DIR / f"{name}.keras"
+def shipped_model_path(name: str, suffix: str = ".keras") -> Path | None:
+    """The shipped `.keras` file of `name`, or its ONNX export with suffix=".onnx"."""
+    path = WEIGHTS_DIR / f"{name}{suffix}"
     return path if path.is_file() else None

@@ -1,0 +1,281 @@
+"""Result files that survive a kill and can be resumed.
+
+Rows are appended to a journal, `<out>.partial`, and flushed after every batch; `commit()`
+publishes it as `out` atomically. Opening the same `out` again recovers the journal (or, after
+a finished scan, starts one from `out`): complete rows are kept, a torn last line left by a
+kill is dropped, and `is_done()` tells which files need no new row. A path scored twice (its
+file changed) keeps only its newest row when the file is published.
+
+CSV and JSONL journals are in the output's own format; a Parquet output is journalled as
+JSONL and converted at commit in row groups, never as one table in memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from fakelens.errors import InvalidArgumentError
+from fakelens.fsutil import atomic_path
+
+#: The five result fields, then the file's size and modification time (the resume key).
+COLUMNS = ("path", "label", "ai_probability", "model", "error", "size", "modified")
+#: Added when evidence is asked for: a list of findings (JSON text in CSV and Parquet).
+EVIDENCE_COLUMN = "evidence"
+FORMATS = (".csv", ".jsonl", ".parquet")
+PARQUET_HINT = "Parquet output needs pyarrow: pip install 'fakelens[parquet]'"
+_ROW_GROUP = 65_536
+
+Row = dict[str, Any]
+
+
+def check_output_path(out: Path) -> None:
+    suffix = out.suffix.lower()
+    if suffix not in FORMATS:
+        raise InvalidArgumentError(f"--out must end in {', '.join(FORMATS)}; received {out}")
+    if suffix == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise InvalidArgumentError(f"{out}: {PARQUET_HINT}") from None
+
+
+def resume_key(row: Row) -> tuple[str, str]:
+    """What identifies a version of a file: its size and modification time, as text."""
+    return ("" if row.get("size") is None else str(row["size"]), row.get("modified") or "")
+
+
+class ResultWriter:
+    """Appends rows to `<out>.partial`; `commit()` publishes `out`. See the module docstring."""
+
+    def __init__(self, out: Path, *, model: str, resume: bool = True, evidence: bool = False) -> None:
+        check_output_path(out)
+        self.out = out
+        self.columns = (*COLUMNS, EVIDENCE_COLUMN) if evidence else COLUMNS
+        self.partial = out.with_name(out.name + ".partial")
+        self.model = model
+        self.csv = out.suffix.lower() == ".csv"
+        #: path -> (index of its newest row, resume key) for the rows the journal held when
+        #: opened; rows written since are not indexed, so memory does not grow as a scan goes.
+        self.done: dict[str, tuple[int, tuple[str, str]]] = {}
+        #: Paths of `done` written again (their file changed): their old rows are dropped.
+        self.superseded: set[str] = set()
+        self.rows = 0
+        self.recovered_rows = 0
+        out.parent.mkdir(parents=True, exist_ok=True)
+        #: The file named in errors about earlier rows: the journal, or `out` it was copied from.
+        self._earlier = self.partial
+        if not resume:
+            self.partial.unlink(missing_ok=True)
+        elif not self.partial.exists() and out.exists():
+            self._earlier = out
+            self._journal_from(out)
+        if self.partial.exists():
+            try:
+                self._recover()
+            except InvalidArgumentError:
+                if self._earlier == out:
+                    self.partial.unlink()
+                raise
+        self._file = open(self.partial, "a", encoding="utf-8", newline="")
+        self._csv = csv.writer(self._file) if self.csv else None
+        if self._csv is not None and self._file.tell() == 0:
+            self._csv.writerow(self.columns)
+
+    @property
+    def recovered(self) -> int:
+        return len(self.done)
+
+    def is_done(self, path: str, key: tuple[str, str]) -> bool:
+        """True when `path` already has a row for this version of the file."""
+        known = self.done.get(path)
+        return known is not None and known[1] == key
+
+    def write(self, rows: Iterable[Row]) -> None:
+        for row in rows:
+            if self._csv is not None:
+                self._csv.writerow([_text_cell(row[column]) for column in self.columns])
+            else:
+                self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
+            if row["path"] in self.done:
+                self.superseded.add(row["path"])
+            self.rows += 1
+        self._file.flush()
+
+    def commit(self) -> None:
+        """Publish the journal as `out` (newest row per path), atomically."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        parquet = self.out.suffix.lower() == ".parquet"
+        if not parquet and not self.superseded and len(self.done) == self.recovered_rows:
+            os.replace(self.partial, self.out)
+            return
+        kept = (row for index, row in enumerate(self._read()) if self._newest(index, row["path"]))
+        if parquet:
+            _write_parquet(self.out, kept, self.columns)
+        else:
+            with atomic_path(self.out) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
+                _write_text(handle, kept, self.csv, self.columns)
+        self.partial.unlink()
+
+    def _newest(self, index: int, path: str) -> bool:
+        """Whether row `index` is its path's newest: rows written since opening always are."""
+        if index >= self.recovered_rows:
+            return True
+        return path not in self.superseded and self.done[path][0] == index
+
+    def close(self) -> None:
+        """Close without publishing (after `commit` this does nothing)."""
+        self._file.close()
+
+    def _journal_from(self, out: Path) -> None:
+        """Start the journal as a copy of a finished result file."""
+        if out.suffix.lower() != ".parquet":
+            shutil.copyfile(out, self.partial)
+            return
+        import pyarrow.parquet as pq
+
+        with open(self.partial, "w", encoding="utf-8", newline="") as handle:
+            for batch in pq.ParquetFile(out).iter_batches():
+                _write_text(handle, batch.to_pylist(), csv_format=False, columns=self.columns)
+
+    def _recover(self) -> None:
+        """Index the journal's complete rows and cut off a torn last line."""
+        end = 0
+        for index, (row, row_end) in enumerate(self._scan()):
+            if row.get("model") != self.model:
+                raise InvalidArgumentError(
+                    f"{self._earlier}: holds results of model {row.get('model')!r}, not {self.model!r}; "
+                    "scan with that model, or choose another --out"
+                )
+            self.done[row["path"]] = (index, resume_key(row))
+            self.rows, end = index + 1, row_end
+        self.recovered_rows = self.rows
+        if end < self.partial.stat().st_size:
+            os.truncate(self.partial, end)
+
+    def _read(self) -> Iterator[Row]:
+        return (row for row, _end in self._scan())
+
+    def _scan(self) -> Iterator[tuple[Row, int]]:
+        """Complete rows with the byte offset where each ends; refuses files not written here."""
+        with open(self.partial, "rb") as handle:
+            lines = _Lines(handle)
+            if self.csv:
+                parse = _csv_rows(lines, self._earlier, self.columns)
+            else:
+                parse = _jsonl_rows(lines, self._earlier)
+            for row in parse:
+                yield row, lines.consumed
+            handle.seek(lines.consumed)
+            tail = handle.read()
+            if b"\n" in tail:
+                raise _damaged(self._earlier, lines, "a broken line")
+
+
+class _Lines:
+    """Complete lines of a binary file, counting the bytes consumed; stops at a torn last line."""
+
+    def __init__(self, handle: io.BufferedReader) -> None:
+        self.handle = handle
+        self.consumed = 0
+        self._pending = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self.handle:
+            if not line.endswith(b"\n"):
+                return
+            self._pending += len(line)
+            yield line.decode("utf-8")
+
+    def commit(self) -> None:
+        """Mark every line handed out so far as part of a complete row."""
+        self.consumed += self._pending
+        self._pending = 0
+
+
+def _damaged(path: Path, lines: _Lines, what: str) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"{path}: not a result file written by fakelens ({what} after byte {lines.consumed:,}); "
+        "move it away or choose another --out"
+    )
+
+
+def _csv_rows(lines: _Lines, path: Path, columns: tuple[str, ...]) -> Iterator[Row]:
+    reader = csv.reader(iter(lines))
+    header = next(reader, None)
+    if header is None:
+        return
+    if tuple(header) != columns:
+        if set(header) ^ set(columns) == {EVIDENCE_COLUMN}:
+            flag = "--evidence" if EVIDENCE_COLUMN in header else "no --evidence"
+            raise InvalidArgumentError(f"{path}: written with {flag}; resume it so, or choose another --out")
+        raise _damaged(path, lines, f"columns {header}")
+    lines.commit()
+    for record in reader:
+        if len(record) != len(columns):
+            raise _damaged(path, lines, f"a row of {len(record)} fields")
+        lines.commit()
+        yield dict(zip(columns, record))
+
+
+def _jsonl_rows(lines: _Lines, path: Path) -> Iterator[Row]:
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not isinstance(row, dict) or "path" not in row:
+            raise _damaged(path, lines, "a line that is not a result record")
+        lines.commit()
+        yield row
+
+
+def _text_cell(value: Any) -> Any:
+    """A CSV or Parquet cell: lists (evidence) as JSON text, everything else as it is."""
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, list) else value
+
+
+def _write_text(
+    handle: io.TextIOBase, rows: Iterable[Row], csv_format: bool, columns: tuple[str, ...]
+) -> None:
+    if csv_format:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        writer.writerows([_text_cell(row[column]) for column in columns] for row in rows)
+    else:
+        handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
+def _write_parquet(out: Path, rows: Iterable[Row], columns: tuple[str, ...]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema(
+        [
+            ("path", pa.string()),
+            ("label", pa.string()),
+            ("ai_probability", pa.float64()),
+            ("model", pa.string()),
+            ("error", pa.string()),
+            ("size", pa.int64()),
+            ("modified", pa.string()),
+            (EVIDENCE_COLUMN, pa.string()),
+        ][: len(columns)]
+    )
+    with atomic_path(out) as tmp, pq.ParquetWriter(str(tmp), schema) as writer:
+        chunk: list[Row] = []
+        for row in rows:
+            chunk.append({column: _text_cell(row.get(column)) for column in columns})
+            if len(chunk) == _ROW_GROUP:
+                writer.write_table(pa.Table.from_pylist(chunk, schema))
+                chunk = []
+        if chunk:
+            writer.write_table(pa.Table.from_pylist(chunk, schema))

@@ -1,0 +1,66 @@
+"""The light runtime: an exported `.onnx` model scored with onnxruntime alone, no TensorFlow.
+
+`fakelens export` writes a graph that takes (N, H, W, 3) uint8 images at the card's input size
+(fakelens resizes with Pillow first, as for Keras models) and returns calibrated P(AI): the
+temperature and the output orientation are inside the graph. The model card travels in the
+file's `metadata_props`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from fakelens.errors import ModelLoadError
+from fakelens.models.card import ModelCard
+
+#: The metadata key holding the model card's JSON.
+CARD_KEY = "fakelens_card"
+INSTALL_HINT = "install the light runtime with: pip install 'fakelens[onnx]'"
+
+
+class OnnxModel:
+    """An onnxruntime session behind the one call `Detector` makes of a Keras model."""
+
+    def __init__(self, session: object) -> None:
+        self.session = session
+        self.input_name = session.get_inputs()[0].name
+
+    def predict_on_batch(self, images: np.ndarray) -> np.ndarray:
+        feed = {self.input_name: np.ascontiguousarray(images, dtype=np.uint8)}
+        return self.session.run(None, feed)[0]
+
+
+def runtime_card(card: ModelCard) -> ModelCard:
+    """The card as seen by `Detector`: the graph already outputs calibrated P(AI)."""
+    return card.with_updates(output="p_ai", temperature=1.0)
+
+
+def load_onnx(path: str | os.PathLike[str]) -> tuple[OnnxModel, ModelCard]:
+    """Load a `.onnx` file written by `fakelens export`, with its card."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: no such model file")
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ModelLoadError(f"{path}: ONNX models need onnxruntime; {INSTALL_HINT}") from None
+    options = onnxruntime.SessionOptions()
+    # Idle inference threads would otherwise spin, taking the cores that decoding needs.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
+        raise ModelLoadError(f"{path}: onnxruntime could not load the model: {exc}") from None
+    text = session.get_modelmeta().custom_metadata_map.get(CARD_KEY)
+    if text is None:
+        raise ModelLoadError(
+            f"{path}: this .onnx file has no fakelens model card; export it with `fakelens export`"
+        )
+    try:
+        card = ModelCard.from_json(text)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ModelLoadError(f"{path}: its model card is malformed ({exc!r})") from None
+    return OnnxModel(session), runtime_card(card)
