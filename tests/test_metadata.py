@@ -335,5 +335,7 @@ def test_predict_and_scan_with_evidence(tmp_path):
     runner.invoke(app, ["scan", str(folder), "--out", str(jsonl), "-m", "seed", "-q", "--evidence"])
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert all(isinstance(r["evidence"], list) for r in records)
-    runner.invoke(app, ["scan", str(folder), "--out", str(out), "-m", "seed", "-q"])
-    assert out.read_text().splitlines()[0] == "path,label,ai_probability,model,error"
+    mismatched = runner.invoke(app, ["scan", str(folder), "--out", str(out), "-m", "seed", "-q"])
+    assert mismatched.exit_code == 2 and "written with --evidence" in mismatched.output
+    runner.invoke(app, ["scan", str(folder), "--out", str(out), "-m", "seed", "-q", "--fresh"])
+    assert out.read_text().splitlines()[0] == "path,label,ai_probability,model,error,size,modified"

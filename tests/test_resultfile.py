@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
+import pyarrow.parquet as pq
 import pytest
 
 from fakelens.errors import InvalidArgumentError
@@ -89,3 +91,41 @@ def test_results_of_another_model_are_not_mixed_in(tmp_path):
     writer.commit()
     with pytest.raises(InvalidArgumentError, match="holds results of model 'seed', not 'patchres'"):
         ResultWriter(out, model="patchres")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_evidence_survives_a_resume_in_every_format(tmp_path, suffix):
+    out = tmp_path / f"r{suffix}"
+    finding = [
+        {
+            "kind": "png_text",
+            "key": "parameters",
+            "value": "Steps: 20",
+            "points_to": "ai",
+            "strength": "strong",
+        }
+    ]
+    writer = ResultWriter(out, model="m", evidence=True)
+    writer.write([{**row("a"), "evidence": finding}])
+    writer.close()  # interrupted
+    resumed = ResultWriter(out, model="m", evidence=True)
+    assert resumed.is_done("a", ("1", "2020-01-01T00:00:00"))
+    resumed.write([{**row("b"), "evidence": []}])
+    resumed.commit()
+    if suffix == ".csv":
+        rows = list(csv.DictReader(out.open()))
+        decoded = [json.loads(r["evidence"]) for r in rows]
+    elif suffix == ".jsonl":
+        decoded = [json.loads(line)["evidence"] for line in out.read_text().splitlines()]
+    else:
+        decoded = [json.loads(v) for v in pq.read_table(out).column("evidence").to_pylist()]
+    assert decoded == [finding, []]
+
+
+def test_a_csv_written_with_evidence_is_not_resumed_without_it(tmp_path):
+    out = tmp_path / "r.csv"
+    writer = ResultWriter(out, model="m", evidence=True)
+    writer.write([{**row("a"), "evidence": []}])
+    writer.commit()
+    with pytest.raises(InvalidArgumentError, match="written with --evidence"):
+        ResultWriter(out, model="m")
