@@ -377,3 +377,16 @@ def test_the_light_runtime_serves_predictions_and_says_heatmaps_need_keras():
         assert record["ai_probability"] == pytest.approx(keras_score, abs=1e-4)
         response = light.post("/v1/explain", files=files(("a.jpg", image)))
         assert response.status_code == 501 and "Keras model" in response.json()["detail"]
+
+
+def test_the_heap_is_trimmed_after_large_uploads_at_most_once_per_interval():
+    from fakelens.serving.memory import TRIM_AFTER_BYTES, HeapTrimmer
+
+    calls = []
+    trimmer = HeapTrimmer(interval_s=60)
+    trimmer._trim = calls.append  # glibc's malloc_trim, replaced to count calls
+    trimmer.after_request(TRIM_AFTER_BYTES - 1)
+    assert calls == []
+    trimmer.after_request(TRIM_AFTER_BYTES)
+    trimmer.after_request(TRIM_AFTER_BYTES * 10)
+    assert calls == [0]

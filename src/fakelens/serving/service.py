@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio.to_thread
@@ -15,6 +15,7 @@ from fakelens.data.decode import load_image
 from fakelens.errors import ImageDecodeError
 from fakelens.inference import Detector, Prediction
 from fakelens.serving.batcher import MicroBatcher
+from fakelens.serving.memory import HeapTrimmer
 from fakelens.serving.uploads import Upload
 
 
@@ -29,6 +30,7 @@ class Service:
     detector: Detector
     config: ServeConfig
     batcher: MicroBatcher
+    trimmer: HeapTrimmer = field(default_factory=HeapTrimmer)
 
     @classmethod
     def start(cls, detector: Detector, config: ServeConfig) -> Service:
@@ -70,6 +72,8 @@ class Service:
             records = await asyncio.gather(
                 *(anyio.to_thread.run_sync(r.with_evidence, u.data) for r, u in zip(records, uploads))
             )
+        received = sum(len(upload.data) for upload in uploads)
+        await anyio.to_thread.run_sync(self.trimmer.after_request, received)
         return list(records)
 
     async def explain(self, upload: Upload) -> Explained:
