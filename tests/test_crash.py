@@ -76,7 +76,7 @@ def test_a_failed_rewrite_keeps_the_old_file_whole(tmp_path):
     assert report.read_text() == "<p>old</p>" and list(tmp_path.iterdir()) == [report]
 
 
-def test_checkpoints_and_models_are_saved_through_atomic_path(tmp_path, monkeypatch):
+def test_save_model_writes_through_atomic_path(tmp_path, monkeypatch):
     """Training's checkpoints and final model use `save_model`, which writes via `atomic_path`."""
     import fakelens.models.saving as saving
 

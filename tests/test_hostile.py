@@ -107,6 +107,9 @@ def test_http_predict_answers_every_file_with_its_reason():
             assert [r["path"] for r in results] == [c.name for c in chunk]
             for record, case in zip(results, chunk):
                 check(case, record["error"])
+        odd = "\u00e9t\u00e9 \U0001f600 with space.jpg"
+        (record,) = client.post("/v1/predict", files=files((odd, encode(random_image(5))))).json()["results"]
+        assert record["path"] == odd and record["error"] is None
 
 
 GOOD = 12
