@@ -12,6 +12,7 @@ import resource
 import time
 
 import numpy as np
+import pytest
 from conftest import random_image
 from hostile import bombs
 from hypothesis import HealthCheck, given, settings
@@ -58,9 +59,9 @@ SEEDS = seeds()
 
 
 @st.composite
-def mutants(draw) -> bytes:
+def mutants(draw, seeds: dict[str, bytes] = SEEDS) -> bytes:
     """A valid seed file with up to four bytes flipped, inserted or deleted."""
-    data = bytearray(SEEDS[draw(st.sampled_from(sorted(SEEDS)))])
+    data = bytearray(seeds[draw(st.sampled_from(sorted(seeds)))])
     for _ in range(draw(st.integers(1, 4))):
         position = draw(st.integers(0, len(data) - 1))
         action = draw(st.sampled_from(["flip", "insert", "delete"]))
@@ -126,3 +127,20 @@ def test_bombs_are_refused_fast_without_allocating_their_pixels():
             assert time.perf_counter() - began < 0.5, case.name
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
     assert grown_mb < 64, f"peak memory grew by {grown_mb:.0f} MB"
+
+
+C2PA = {}
+try:  # a JPEG with a signed C2PA manifest, when the `c2pa` extra is installed
+    import c2pa
+    from test_metadata import signed_jpeg
+
+    C2PA["C2PA JPEG"] = signed_jpeg(c2pa)
+except ImportError:
+    pass
+
+
+@pytest.mark.skipif(not C2PA, reason="the `c2pa` extra (c2pa-python) is not installed")
+@settings(FUZZ, max_examples=100)
+@given(mutants(C2PA))
+def test_read_evidence_on_mutated_c2pa_manifests(data):
+    survives(evidence, data)
