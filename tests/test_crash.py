@@ -52,6 +52,34 @@ def test_training_killed_mid_epoch_resumes_from_its_checkpoint_and_finishes(cifa
     assert record.error is None and 0 <= record.ai_probability <= 1
 
 
+SAVING_LOOP = """
+import sys
+from fakelens.models import create_model
+from fakelens.models.saving import save_model
+model, card = create_model("seed")
+while True:
+    save_model(model, card, sys.argv[1])
+"""
+
+
+@pytest.mark.slow
+def test_a_process_killed_while_saving_leaves_a_whole_model_or_none(tmp_path):
+    """SIGKILL lands at an arbitrary point of a save loop, most likely inside a save (each takes
+    tens of milliseconds): the final name still holds a complete model."""
+    target = tmp_path / "model.keras"
+    process = subprocess.Popen([sys.executable, "-c", SAVING_LOOP, str(target)])
+    deadline = time.monotonic() + 120
+    while not target.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    time.sleep(0.37)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    load_model(target, compile=False)
+    # A kill inside a save leaves its hidden temporary file beside the target, never the target.
+    assert all(p == target or p.name.startswith(".model.keras.") for p in tmp_path.iterdir())
+
+
 def test_a_model_save_that_fails_midway_leaves_nothing_under_the_final_name(tmp_path, monkeypatch):
     model, card = create_model("seed")
     target = tmp_path / "model.keras"
