@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -206,3 +208,22 @@ def test_a_hostile_zip_is_read_in_place_traversal_names_write_nothing_and_bombs_
     assert "over the 268,435,456-byte limit" in rows["bomb.png"]["error"]
     for case in CASES:
         check(case, rows[f"hostile/{case.name}"]["error"] or None)
+
+
+def test_scan_reads_non_utf8_names_from_stdin_under_a_strict_locale(tmp_path):
+    """Under a UTF-8 locale such as en_US.UTF-8, Python decodes standard input strictly, so
+    `find ... | fakelens scan -` would stop at the first name that is not UTF-8."""
+    names = [tmp_path / os.fsdecode(raw) for raw in ODD_NAMES]
+    for i, path in enumerate(names):
+        path.write_bytes(encode(random_image(i)))
+    listing = b"".join(os.fsencode(path) + b"\n" for path in names)
+    out = tmp_path / "r.jsonl"
+    command = [sys.executable, "-c", "from fakelens.cli import app; app()", "scan", "-", "--out", str(out)]
+    command += ["--model", "seed", "--backend", "onnx", "-q"]
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
+    finished = subprocess.run(command, input=listing, capture_output=True, env=env, timeout=120)
+    assert finished.returncode == 0, finished.stderr.decode(errors="replace")[-2000:]
+    rows = read_table(out)
+    assert sorted(r["path"] for r in rows) == sorted(
+        os.fsencode(p).decode(errors="backslashreplace") for p in names
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import os
 import posixpath
 import sys
@@ -225,6 +226,8 @@ def open_input(spec: str | os.PathLike[str]) -> ImageSource:
     one per line), or a folder or zip (`open_source`)."""
     text = os.fspath(spec)
     if text == "-":
+        if isinstance(sys.stdin, io.TextIOWrapper):  # file names need not be UTF-8: keep their bytes
+            sys.stdin.reconfigure(errors="surrogateescape")
         return PathListSource(sys.stdin, Path("<stdin>"))
     if text.startswith("@") and not Path(text).exists():
         path = Path(text[1:])
