@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import encode, random_image
-from hostile import Case, corpus, odd_but_valid
+from hostile import Case, bombs, corpus, not_images, odd_but_valid
 from test_cli import run
 from test_scan import read_table
 from test_serve import client_for, files
@@ -73,11 +74,11 @@ def test_animated_images_are_judged_on_their_first_frame(name):
     assert (decode_image(case.data) > 200).all()  # frame 1 is near-white, frame 2 black
 
 
-def write_corpus(folder: Path) -> dict[str, Case]:
+def write_corpus(folder: Path, cases: list[Case] = CASES) -> dict[str, Case]:
     folder.mkdir(parents=True, exist_ok=True)
-    for case in CASES:
+    for case in cases:
         (folder / case.name).write_bytes(case.data)
-    return {str(folder / case.name): case for case in CASES}
+    return {str(folder / case.name): case for case in cases}
 
 
 def test_detector_predict_answers_paths_and_bytes_in_order(detector, tmp_path):
@@ -227,3 +228,16 @@ def test_scan_reads_non_utf8_names_from_stdin_under_a_strict_locale(tmp_path):
     assert sorted(r["path"] for r in rows) == sorted(
         os.fsencode(p).decode(errors="backslashreplace") for p in names
     )
+
+
+def test_data_info_names_each_unreadable_file_with_the_decoders_reason(tiny_layout, tmp_path):
+    from fakelens.data.info import dataset_info
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_layout, copy)
+    cases = [*not_images(), *bombs(), *odd_but_valid()]
+    write_corpus(copy / "train" / "FAKE", cases)
+    unreadable = dataset_info(copy, quiet=True)["unreadable"]
+    for case in cases:
+        reason = unreadable.get(str(copy / "train" / "FAKE" / case.name))
+        check(case, reason)
