@@ -28,8 +28,11 @@ INPUT_SIZE = (32, 32)
 MAX_PIXELS = 100_000_000
 #: Refuse files larger than this before reading them (a zip member can claim any size).
 MAX_FILE_BYTES = 256 * 1024 * 1024
-#: File name endings treated as images when listing a folder or zip.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+#: File name endings treated as images when listing a folder or zip. HEIC/HEIF files are listed
+#: so that a scan reports them as unsupported rather than passing over them.
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".avif", ".heic", ".heif"}
+)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fakelens.data.layout import ImageSource, is_image_name, open_input
+from fakelens.data.layout import ImageSource, is_image_name, open_input, printable_name
 from fakelens.explain.metadata import evidence_dicts
 from fakelens.inference import Detector, Prediction
 from fakelens.progress import progress_bar
@@ -145,7 +145,7 @@ def _to_score(
     for name in source.iter_names():
         if selected is not None and not selected(name):
             continue
-        display = source.display_name(name)
+        display = printable_name(source.display_name(name))
         if not is_image_name(name):
             summary.not_images.append(display)
             continue

@@ -46,11 +46,17 @@ _SIGNATURES = {
 
 #: The reason given for data that is no image format at all (as opposed to a damaged image).
 NOT_AN_IMAGE = "not a recognised image format"
+#: ISO-BMFF brands (bytes 8-12, after `ftyp`) of the HEIF family, which Pillow cannot read.
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
 
 
 def _unidentified_reason(raw: bytes) -> str:
     if raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
         return "corrupt or truncated WEBP data"
+    if raw[4:8] == b"ftyp" and raw[8:12] in _HEIF_BRANDS:
+        return "HEIC/HEIF images are not supported; convert it to JPEG, PNG or AVIF"
+    if raw[4:8] == b"ftyp" and raw[8:12] in (b"avif", b"avis"):
+        return "corrupt or truncated AVIF data (or a Pillow built without AVIF support)"
     for signature, fmt in _SIGNATURES.items():
         if raw.startswith(signature):
             return f"corrupt or truncated {fmt} data"

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
-
 from fakelens.config import InferenceConfig
-from fakelens.data.decode import PIL_ERRORS
+from fakelens.data.decode import input_bytes, open_image
 from fakelens.data.layout import ImageSource, LabelledImage, kaggle_entries, open_source
 from fakelens.errors import ImageDecodeError
 from fakelens.progress import progress_bar
@@ -20,12 +17,9 @@ from fakelens.progress import progress_bar
 
 def _header(source: ImageSource, entry: LabelledImage) -> tuple[str, str, str]:
     """(sha256, "WxH", format) from the file's bytes and image header; no pixel decoding."""
-    raw = source.read(entry.name)
-    try:
-        with Image.open(io.BytesIO(raw)) as image:
-            return hashlib.sha256(raw).hexdigest(), f"{image.width}x{image.height}", image.format or "?"
-    except (UnidentifiedImageError, Image.DecompressionBombError, *PIL_ERRORS) as exc:
-        raise ImageDecodeError(source.display_name(entry.name), f"unreadable image header ({exc})") from None
+    label, raw = input_bytes(source.read(entry.name), source.display_name(entry.name))
+    with open_image(raw, label) as image:
+        return hashlib.sha256(raw).hexdigest(), f"{image.width}x{image.height}", image.format or "?"
 
 
 def dataset_info(path: str | os.PathLike[str], *, quiet: bool = False) -> dict[str, Any]:

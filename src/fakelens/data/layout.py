@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import os
 import posixpath
 import sys
@@ -197,10 +198,19 @@ def _walk(root: Path, prefix: str) -> Iterator[str]:
         return
     for entry in entries:
         name = f"{prefix}{entry.name}"
-        if not entry.is_dir():
+        if not _is_dir(entry):
             yield name
         elif not entry.is_symlink():
             yield from _walk(root, f"{name}/")
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    """Whether `entry` is a folder (or a link to one). A link loop raises in `is_dir`: it is
+    listed as a file, and reading it then reports the loop."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def _file_stat(path: str) -> tuple[str, str]:
@@ -216,6 +226,8 @@ def open_input(spec: str | os.PathLike[str]) -> ImageSource:
     one per line), or a folder or zip (`open_source`)."""
     text = os.fspath(spec)
     if text == "-":
+        if isinstance(sys.stdin, io.TextIOWrapper):  # file names need not be UTF-8: keep their bytes
+            sys.stdin.reconfigure(errors="surrogateescape")
         return PathListSource(sys.stdin, Path("<stdin>"))
     if text.startswith("@") and not Path(text).exists():
         path = Path(text[1:])
@@ -237,6 +249,13 @@ def open_source(path: str | os.PathLike[str]) -> ImageSource:
             return ZipSource(path)
         raise DatasetLayoutError(f"{path}: expected a folder or a .zip file, got another kind of file")
     raise DatasetLayoutError(f"{path}: no such folder or zip file")
+
+
+def printable_name(name: str) -> str:
+    """`name` as valid UTF-8 text: bytes of a file name that are not UTF-8 (which Python keeps as
+    surrogate escapes) become `\\xNN`. Result files are UTF-8, and the same file always gets the
+    same printable name, so resuming still recognises it."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def is_image_name(name: str) -> bool:

@@ -7,6 +7,7 @@ still loads with plain `keras.saving.load_model`.
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -65,5 +66,25 @@ def load_model(
     try:
         model = keras.saving.load_model(path, safe_mode=not trust, compile=compile)
     except Exception as exc:  # Keras raises many types for bad, unsafe or foreign files
-        raise ModelLoadError(f"{path}: Keras could not load the model: {exc}") from None
+        raise ModelLoadError(_load_failure(path, exc, trust)) from None
     return model, card
+
+
+def _load_failure(path: Path, exc: Exception, trust: bool) -> str:
+    """Why a file did not load, in the user's terms: Keras' own messages name `safe_mode=False`
+    and its registry, which a CLI user cannot act on."""
+    text = str(exc)
+    if not trust and "safe_mode" in text:
+        return (
+            f"{path}: refused: the file holds Python code (a Lambda layer or function) that would run "
+            "while loading. Load it only if you trust where it came from: pass --trust-model "
+            "(trust=True in Python)."
+        )
+    unknown = re.search(r"Could not locate (class|function) '([^']+)'", text)
+    if unknown:
+        return (
+            f"{path}: refused: it needs the custom {unknown.group(1)} {unknown.group(2)!r}, which fakelens "
+            "does not provide, so it came from elsewhere. Only models built from fakelens' registry "
+            "(`fakelens models`) load."
+        )
+    return f"{path}: Keras could not load the model: {exc}"
