@@ -264,3 +264,37 @@ def test_a_zip_member_with_an_impossible_date_is_still_scanned(detector, tmp_pat
     summary = scan(detector, archive, tmp_path / "r.jsonl", quiet=True)
     row = read_table(tmp_path / "r.jsonl")[0]
     assert summary.scored == 1 and row["modified"] == "1980-00-00T00:00:00"
+
+
+def refuse_listing(monkeypatch, folder):
+    """Make `folder` unlistable (chmod does not stop root, so os.scandir is made to refuse)."""
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if os.fspath(path).rstrip("/") == os.fspath(folder).rstrip("/"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_a_folder_that_cannot_be_listed_gets_a_row_and_the_rest_is_scanned(
+    detector, mixed_folder, tmp_path, monkeypatch
+):
+    refuse_listing(monkeypatch, mixed_folder / "sub")
+    out = tmp_path / "results.csv"
+    summary = scan(detector, mixed_folder, out, quiet=True)
+    rows = {r["path"]: r for r in read_csv(out)}
+    unlisted = rows[str(mixed_folder / "sub") + "/"]
+    assert unlisted["label"] == "" and "cannot list this folder: Permission denied" in unlisted["error"]
+    assert summary.scored == 10 and len(summary.failures) == 3
+    again = scan(detector, mixed_folder, out, quiet=True)  # resumed: no second row for it
+    assert again.already_done == 12 and len(read_csv(out)) == len(rows)
+
+
+def test_a_scanned_folder_that_cannot_be_listed_is_a_clear_error(
+    detector, mixed_folder, tmp_path, monkeypatch
+):
+    refuse_listing(monkeypatch, mixed_folder)
+    with pytest.raises(FakelensError, match="cannot list this folder: Permission denied"):
+        scan(detector, mixed_folder, tmp_path / "r.csv", quiet=True)

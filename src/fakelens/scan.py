@@ -82,6 +82,14 @@ class _Pending:
             self.evidence[index] = evidence_dicts(raw, name=display)
         return self.detector.prepare(raw, display)
 
+    def failure_row(self, name: str, reason: str) -> tuple[Prediction, Row]:
+        """A row for something that is no file to score (a folder that could not be listed)."""
+        record = self.detector.failure(name, reason)
+        row = {**record.to_dict(), "size": None, "modified": ""}
+        if self.evidence is not None:
+            row[EVIDENCE_COLUMN] = []
+        return record, row
+
     def rows(self, records: Sequence[Prediction]) -> list[Row]:
         rows = []
         for record in records:
@@ -126,6 +134,7 @@ def scan(
                     writer.write(pending.rows(batch))
                     summary.add(batch)
                     advance(len(batch))
+            _report_unlisted(source, writer, pending, summary)
             writer.commit()
         finally:
             writer.close()
@@ -154,3 +163,16 @@ def _to_score(
             summary.already_done += 1
             continue
         yield pending.add(name, display, stat)
+
+
+def _report_unlisted(
+    source: ImageSource, writer: ResultWriter, pending: _Pending, summary: ScanSummary
+) -> None:
+    """A row, and a listed failure, for each folder that could not be listed."""
+    for folder, reason in source.unlisted:
+        display = printable_name(source.display_name(folder))
+        if writer.is_done(display, ("", "")):
+            continue
+        record, row = pending.failure_row(display, reason)
+        writer.write([row])
+        summary.add([record])

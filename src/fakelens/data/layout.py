@@ -13,7 +13,7 @@ import posixpath
 import sys
 import zipfile
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -31,6 +31,8 @@ class ImageSource:
     """A folder or zip of files, listed by relative POSIX name. Use it as a context manager."""
 
     path: Path
+    #: (folder name, reason) for folders that could not be listed: reported, never skipped.
+    unlisted: Sequence[tuple[str, str]] = ()
 
     def __enter__(self) -> ImageSource:
         return self
@@ -77,12 +79,13 @@ class FolderSource(ImageSource):
     def __init__(self, path: Path) -> None:
         self.path = path
         self._names: list[str] | None = None
+        self.unlisted: list[tuple[str, str]] = []
 
     def names(self) -> list[str]:
         """Every file below the folder; links to folders are not followed (no loops)."""
         if self._names is None:
             found = []
-            for dirpath, _dirs, files in os.walk(self.path, followlinks=False):
+            for dirpath, _dirs, files in os.walk(self.path, onerror=_refuse_unlistable, followlinks=False):
                 for file in files:
                     found.append(Path(dirpath, file).relative_to(self.path).as_posix())
             self._names = sorted(found)
@@ -90,7 +93,7 @@ class FolderSource(ImageSource):
 
     def iter_names(self) -> Iterator[str]:
         """Depth first, each folder's entries sorted by name; links to folders are not followed."""
-        return _walk(self.path, "")
+        return _walk(self.path, "", self.unlisted)
 
     def read(self, name: str) -> bytes:
         return read_file_bytes(self.display_name(name))
@@ -191,17 +194,25 @@ class PathListSource(ImageSource):
             self._lines.close()
 
 
-def _walk(root: Path, prefix: str) -> Iterator[str]:
+def _walk(root: Path, prefix: str, unlisted: list[tuple[str, str]]) -> Iterator[str]:
     try:
         entries = sorted(os.scandir(root / prefix), key=lambda entry: entry.name)
-    except OSError:
+    except OSError as exc:
+        if not prefix:
+            _refuse_unlistable(exc)
+        unlisted.append((prefix, f"cannot list this folder: {exc.strerror or exc}"))
         return
     for entry in entries:
         name = f"{prefix}{entry.name}"
         if not _is_dir(entry):
             yield name
         elif not entry.is_symlink():
-            yield from _walk(root, f"{name}/")
+            yield from _walk(root, f"{name}/", unlisted)
+
+
+def _refuse_unlistable(exc: OSError) -> None:
+    """A folder of a data set or the folder scanned that cannot be listed is an error."""
+    raise DatasetLayoutError(f"{exc.filename}: cannot list this folder: {exc.strerror or exc}")
 
 
 def _is_dir(entry: os.DirEntry) -> bool:
