@@ -280,6 +280,13 @@ def train(
     max_false_positive_rate: MaxFprOption = None,
     name: Annotated[str | None, typer.Option(help="Run name (default: the model name).")] = None,
     runs_dir: Annotated[Path | None, typer.Option(help="Where run directories go (default: runs).")] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            help="local (one process), or multiworker: this process is one of the workers listed in "
+            "$TF_CONFIG; start the same command on each (see docs/scaling.md)."
+        ),
+    ] = None,
     quiet: Quiet = False,
 ) -> None:
     """Train a model into runs/<name>/ and calibrate it; the same command resumes an unfinished run."""
