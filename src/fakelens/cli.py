@@ -180,21 +180,59 @@ def scan(
     ] = False,
     trust_model: TrustModel = False,
     evidence: EvidenceOption = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="local (this process), or ray: Ray Data, on a local instance or --ray-address; "
+            "--out is then a directory of part files (see docs/scaling.md).",
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="With --engine ray: a running Ray cluster (e.g. auto, ray://host:10001)."),
+    ] = None,
+    ray_num_cpus: Annotated[
+        int | None,
+        typer.Option(help="With --engine ray and no address: CPUs of the local instance (default: all)."),
+    ] = None,
     quiet: Quiet = False,
 ) -> None:
     """Judge every image; one row per file (path,label,ai_probability,model,error,size,modified)."""
-    from fakelens.scan import scan as run_scan
+    if engine == "ray":
+        if evidence:
+            raise InvalidArgumentError("--evidence is available with --engine local only")
+        from fakelens.distributed.ray_scan import ray_scan
+        from fakelens.weights import DEFAULT_MODEL
 
-    summary = run_scan(
-        _detector(model, trust_model, batch_size, backend),
-        source,
-        out_path,
-        include=include or (),
-        workers=workers,
-        quiet=quiet,
-        evidence=evidence,
-        resume=not fresh,
-    )
+        summary = ray_scan(
+            model or DEFAULT_MODEL,
+            source,
+            out_path,
+            include=include or (),
+            backend=backend,
+            trust=trust_model,
+            batch_size=batch_size,
+            workers=workers,
+            address=ray_address,
+            num_cpus=ray_num_cpus,
+            fresh=fresh,
+            quiet=quiet,
+        )
+    elif engine == "local":
+        from fakelens.scan import scan as run_scan
+
+        summary = run_scan(
+            _detector(model, trust_model, batch_size, backend),
+            source,
+            out_path,
+            include=include or (),
+            workers=workers,
+            quiet=quiet,
+            evidence=evidence,
+            resume=not fresh,
+        )
+    else:
+        raise InvalidArgumentError(f"--engine must be local or ray; received {engine!r}")
     total = summary.scored + len(summary.failures)
     out.print(
         f"Scored {summary.scored:,} of {total:,} images "
