@@ -195,6 +195,13 @@ def scan(
         int | None,
         typer.Option(help="With --engine ray and no address: CPUs of the local instance (default: all)."),
     ] = None,
+    ray_actor_cpus: Annotated[
+        int,
+        typer.Option(
+            help="With --engine ray: CPUs each scoring actor holds (one model copy, that many decoding "
+            "threads); actors = cluster CPUs / this."
+        ),
+    ] = 1,
     quiet: Quiet = False,
 ) -> None:
     """Judge every image; one row per file (path,label,ai_probability,model,error,size,modified)."""
@@ -215,6 +222,7 @@ def scan(
             workers=workers,
             address=ray_address,
             num_cpus=ray_num_cpus,
+            actor_cpus=ray_actor_cpus,
             fresh=fresh,
             quiet=quiet,
         )

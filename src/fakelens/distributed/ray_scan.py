@@ -71,15 +71,19 @@ def ray_scan(
     workers: int | None = None,
     address: str | None = None,
     num_cpus: int | None = None,
+    actor_cpus: int = 1,
     fresh: bool = False,
     quiet: bool = False,
 ) -> ScanSummary:
     """Score every image of `source` into the part-file directory `out`; see the module docstring.
 
     `address`: a running Ray cluster ("auto", "ray://host:10001", ...); None starts a local
-    instance with `num_cpus` CPUs (default: all of this machine's). One actor per CPU.
-    `workers`: decoding threads per actor (default 2, so reading overlaps the model).
+    instance with `num_cpus` CPUs (default: all of this machine's). Each actor holds
+    `actor_cpus` CPUs, as many as fit in the cluster; `workers`: its decoding threads (default:
+    one per CPU it holds).
     """
+    if actor_cpus < 1:
+        raise InvalidArgumentError(f"--ray-actor-cpus must be at least 1; received {actor_cpus}")
     fmt = _check_out(out, fresh)
     load_detector(model, trust=trust, batch_size=batch_size, backend=backend)  # a bad model fails here, early
     listed, not_images = list_images(source, include)
@@ -89,19 +93,21 @@ def ray_scan(
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     with _ray(address, num_cpus, quiet) as ray:
-        actors = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        actors = max(1, int(ray.cluster_resources().get("CPU", 1)) // actor_cpus)
         dataset = ray.data.from_items(
             listed, override_num_blocks=max(1, math.ceil(len(listed) / _BLOCK_ROWS))
         )
         scored = dataset.map_batches(
             Scorer,
-            fn_constructor_args=(model, backend, trust, batch_size, workers or 2),
+            fn_constructor_args=(model, backend, trust, batch_size, workers or actor_cpus),
             batch_size=batch_size or 256,
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=actors),
-            num_cpus=1,
+            num_cpus=actor_cpus,
         )
-        getattr(scored, f"write_{fmt}")(str(partial))
+        # Writing is light: claiming no CPU lets it run beside actors that hold every CPU,
+        # instead of waiting, with every row held in memory, until they finish.
+        getattr(scored, f"write_{fmt}")(str(partial), ray_remote_args={"num_cpus": 0})
     if out.exists():
         shutil.rmtree(out)
     os.replace(partial, out)
