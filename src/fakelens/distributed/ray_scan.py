@@ -94,9 +94,8 @@ def ray_scan(
     partial.mkdir(parents=True)
     with _ray(address, num_cpus, quiet) as ray:
         actors = max(1, int(ray.cluster_resources().get("CPU", 1)) // actor_cpus)
-        dataset = ray.data.from_items(
-            listed, override_num_blocks=max(1, math.ceil(len(listed) / _BLOCK_ROWS))
-        )
+        blocks = min(max(math.ceil(len(listed) / _BLOCK_ROWS), 4 * actors), max(1, len(listed)))
+        dataset = ray.data.from_items(listed, override_num_blocks=blocks)
         scored = dataset.map_batches(
             Scorer,
             fn_constructor_args=(model, backend, trust, batch_size, workers or actor_cpus),
