@@ -14,6 +14,7 @@ failed tasks and restarts failed actors, and a run that fails leaves only the `.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -106,7 +107,9 @@ def ray_scan(
         )
         # Writing is light: claiming no CPU lets it run beside actors that hold every CPU,
         # instead of waiting, with every row held in memory, until they finish.
-        getattr(scored, f"write_{fmt}")(str(partial), ray_remote_args={"num_cpus": 0})
+        # JSON lines go through pandas, which keeps 10 digits unless asked for all 15.
+        precision = {"double_precision": 15} if fmt == "json" else {}
+        getattr(scored, f"write_{fmt}")(str(partial), ray_remote_args={"num_cpus": 0}, **precision)
     if out.exists():
         shutil.rmtree(out)
     os.replace(partial, out)
@@ -149,11 +152,12 @@ def _ray(address: str | None, num_cpus: int | None, quiet: bool) -> Iterator[Any
         raise InvalidArgumentError(
             f"--ray-num-cpus sizes a local instance: at least 1, without --ray-address; received {num_cpus}"
         )
+    level = logging.ERROR if quiet else logging.INFO
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
     context.enable_progress_bars = not quiet
     if address is not None:
-        ray.init(address=address, log_to_driver=not quiet)
+        ray.init(address=address, log_to_driver=not quiet, logging_level=level)
         try:
             yield ray
         finally:
@@ -166,6 +170,7 @@ def _ray(address: str | None, num_cpus: int | None, quiet: bool) -> Iterator[Any
             _temp_dir=scratch,
             _node_ip_address="127.0.0.1",
             log_to_driver=not quiet,
+            logging_level=level,
         )
         try:
             yield ray
