@@ -180,21 +180,67 @@ def scan(
     ] = False,
     trust_model: TrustModel = False,
     evidence: EvidenceOption = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="local (this process), or ray: Ray Data, on a local instance or --ray-address; "
+            "--out is then a directory of part files (see docs/scaling.md).",
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="With --engine ray: a running Ray cluster (e.g. auto, ray://host:10001)."),
+    ] = None,
+    ray_num_cpus: Annotated[
+        int | None,
+        typer.Option(help="With --engine ray and no address: CPUs of the local instance (default: all)."),
+    ] = None,
+    ray_actor_cpus: Annotated[
+        int,
+        typer.Option(
+            help="With --engine ray: CPUs each scoring actor holds (one model copy, that many decoding "
+            "threads); actors = cluster CPUs / this."
+        ),
+    ] = 1,
     quiet: Quiet = False,
 ) -> None:
     """Judge every image; one row per file (path,label,ai_probability,model,error,size,modified)."""
-    from fakelens.scan import scan as run_scan
+    if engine == "ray":
+        if evidence:
+            raise InvalidArgumentError("--evidence is available with --engine local only")
+        from fakelens.distributed.ray_scan import ray_scan
+        from fakelens.weights import DEFAULT_MODEL
 
-    summary = run_scan(
-        _detector(model, trust_model, batch_size, backend),
-        source,
-        out_path,
-        include=include or (),
-        workers=workers,
-        quiet=quiet,
-        evidence=evidence,
-        resume=not fresh,
-    )
+        summary = ray_scan(
+            model or DEFAULT_MODEL,
+            source,
+            out_path,
+            include=include or (),
+            backend=backend,
+            trust=trust_model,
+            batch_size=batch_size,
+            workers=workers,
+            address=ray_address,
+            num_cpus=ray_num_cpus,
+            actor_cpus=ray_actor_cpus,
+            fresh=fresh,
+            quiet=quiet,
+        )
+    elif engine == "local":
+        from fakelens.scan import scan as run_scan
+
+        summary = run_scan(
+            _detector(model, trust_model, batch_size, backend),
+            source,
+            out_path,
+            include=include or (),
+            workers=workers,
+            quiet=quiet,
+            evidence=evidence,
+            resume=not fresh,
+        )
+    else:
+        raise InvalidArgumentError(f"--engine must be local or ray; received {engine!r}")
     total = summary.scored + len(summary.failures)
     out.print(
         f"Scored {summary.scored:,} of {total:,} images "
@@ -280,6 +326,13 @@ def train(
     max_false_positive_rate: MaxFprOption = None,
     name: Annotated[str | None, typer.Option(help="Run name (default: the model name).")] = None,
     runs_dir: Annotated[Path | None, typer.Option(help="Where run directories go (default: runs).")] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            help="local (one process), or multiworker: this process is one of the workers listed in "
+            "$TF_CONFIG; start the same command on each (see docs/scaling.md)."
+        ),
+    ] = None,
     quiet: Quiet = False,
 ) -> None:
     """Train a model into runs/<name>/ and calibrate it; the same command resumes an unfinished run."""

@@ -80,6 +80,8 @@ class TrainConfig:
     #: flagging at most this share of the validation's real photos. Neither: 0.5.
     threshold: float | None = None
     max_false_positive_rate: float | None = None
+    #: "local" (one process), or "multiworker": one of the workers TF_CONFIG lists.
+    strategy: str = "local"
 
     def __post_init__(self) -> None:
         checks = {
@@ -93,6 +95,7 @@ class TrainConfig:
             "threshold": self.threshold is None or 0 <= self.threshold <= 1,
             "max_false_positive_rate": self.max_false_positive_rate is None
             or 0 <= self.max_false_positive_rate < 1,
+            "strategy": self.strategy in ("local", "multiworker"),
         }
         for name, ok in checks.items():
             if not ok:

@@ -254,11 +254,11 @@ def _write_text(
         handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
-def _write_parquet(out: Path, rows: Iterable[Row], columns: tuple[str, ...]) -> None:
+def arrow_schema(columns: tuple[str, ...] = COLUMNS):
+    """The Arrow types of result rows (Parquet output, the Ray engine's part files)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    schema = pa.schema(
+    return pa.schema(
         [
             ("path", pa.string()),
             ("label", pa.string()),
@@ -270,6 +270,13 @@ def _write_parquet(out: Path, rows: Iterable[Row], columns: tuple[str, ...]) -> 
             (EVIDENCE_COLUMN, pa.string()),
         ][: len(columns)]
     )
+
+
+def _write_parquet(out: Path, rows: Iterable[Row], columns: tuple[str, ...]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = arrow_schema(columns)
     with atomic_path(out) as tmp, pq.ParquetWriter(str(tmp), schema) as writer:
         chunk: list[Row] = []
         for row in rows:

@@ -12,7 +12,7 @@ import os
 import re
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fnmatch import translate
 from pathlib import Path
@@ -25,7 +25,7 @@ from fakelens.inference import Detector, Prediction
 from fakelens.progress import progress_bar
 from fakelens.resultfile import COLUMNS, EVIDENCE_COLUMN, FORMATS, ResultWriter, Row, check_output_path
 
-__all__ = ["COLUMNS", "EVIDENCE_COLUMN", "FORMATS", "ScanSummary", "scan"]
+__all__ = ["COLUMNS", "EVIDENCE_COLUMN", "FORMATS", "ScanSummary", "scan", "selector"]
 
 
 @dataclass
@@ -142,6 +142,11 @@ def scan(
     return summary
 
 
+def selector(include: Sequence[str]) -> Callable[[str], object] | None:
+    """A test for names matching one of the `include` globs; None when there are none."""
+    return re.compile("|".join(f"(?:{translate(p)})" for p in include)).match if include else None
+
+
 def _to_score(
     source: ImageSource,
     include: Sequence[str],
@@ -150,7 +155,7 @@ def _to_score(
     summary: ScanSummary,
 ) -> Iterator[str]:
     """Display names of the image files that need a row, registered in `pending` as they go."""
-    selected = re.compile("|".join(f"(?:{translate(p)})" for p in include)).match if include else None
+    selected = selector(include)
     for name in source.iter_names():
         if selected is not None and not selected(name):
             continue

@@ -26,6 +26,7 @@ from fakelens.config import INPUT_SIZE, TrainConfig
 from fakelens.data.cache import DecodedSet
 from fakelens.data.dataset import load_labelled, train_val
 from fakelens.data.pipeline import evaluation_batches, steps_per_epoch, training_batches
+from fakelens.distributed.multiworker import Workers, start_workers
 from fakelens.errors import RunConfigError
 from fakelens.fsutil import write_json_atomic
 from fakelens.models import ModelCard, create_model, get_spec
@@ -140,51 +141,81 @@ class _EpochRecorder(keras.callbacks.Callback):
 
 
 def train(config: TrainConfig, data_path: Path, *, quiet: bool = False) -> TrainResult:
-    """Train `config.model` on the Kaggle-layout data at `data_path`; see the module docstring."""
+    """Train `config.model` on the Kaggle-layout data at `data_path`; see the module docstring.
+
+    With `config.strategy` "multiworker", this process is one of the workers TF_CONFIG lists
+    (`distributed.multiworker`); every worker reads the run directory to resume, the chief alone
+    writes it.
+    """
     config = config.with_recipe(get_spec(config.model).recipe)  # an unknown name fails here, early
+    workers = start_workers(config.strategy)
     data = load_labelled(data_path, INPUT_SIZE, quiet=quiet)
     train_set, val_set = train_val(data, config.val_fraction, config.seed, config.limit)
     run, record = choose_run_dir(config, data.key)
-    run.root.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run.config, record)
+    with workers.output_root(run.root) as root:
+        return _train_run(config, workers, data, train_set, val_set, run, RunDir(root), record, quiet)
 
+
+def _train_run(
+    config: TrainConfig,
+    workers: Workers,
+    data: DecodedSet,
+    train_set: DecodedSet,
+    val_set: DecodedSet,
+    run: RunDir,
+    out: RunDir,
+    record: dict[str, Any],
+    quiet: bool,
+) -> TrainResult:
+    """Train and calibrate, resuming from `run`'s checkpoints and writing to `out`."""
+    out.root.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out.config, record)
     steps = steps_per_epoch(len(train_set.names), config.batch_size)
     keras.utils.set_random_seed(config.seed)
-    model, card = create_model(config.model, optimizer=make_optimizer(config, steps))
     history: dict[str, list[float]] = {}
     start_epoch = 0
     latest = run.latest_checkpoint()
-    if latest is not None:
-        start_epoch, path = latest
-        if start_epoch > config.epochs:
-            raise RunConfigError(
-                f"{run.root} already trained {start_epoch} epochs, more than --epochs {config.epochs}; "
-                "pass --epochs of at least that, or --name to start a new run."
-            )
-        model, card = load_model(path)
-        saved = json.loads(run.history.read_text(encoding="utf-8")) if run.history.exists() else {}
-        history = {k: v[:start_epoch] for k, v in saved.items()}
+    with workers.strategy.scope():  # the model's variables are mirrored on every worker
+        model, card = create_model(config.model, optimizer=make_optimizer(config, steps))
+        if latest is not None:
+            start_epoch, path = latest
+            if start_epoch > config.epochs:
+                raise RunConfigError(
+                    f"{run.root} already trained {start_epoch} epochs, more than --epochs {config.epochs}; "
+                    "pass --epochs of at least that, or --name to start a new run."
+                )
+            model, card = load_model(path)
+            saved = json.loads(run.history.read_text(encoding="utf-8")) if run.history.exists() else {}
+            history = {k: v[:start_epoch] for k, v in saved.items()}
 
-    batches = training_batches(
-        train_set.images,
-        card.training_target(train_set.is_ai),
-        config.batch_size,
-        seed=config.seed,
-        first_epoch=start_epoch,
-        augment=config.augment,
+    batches = workers.distribute(
+        lambda shard: training_batches(
+            train_set.images,
+            card.training_target(train_set.is_ai),
+            config.batch_size,
+            seed=config.seed,
+            first_epoch=start_epoch,
+            augment=config.augment,
+            shard=shard,
+        )
     )
-    validation = evaluation_batches(val_set.images, card.training_target(val_set.is_ai), config.batch_size)
+    validation = workers.distribute(
+        lambda shard: evaluation_batches(
+            val_set.images, card.training_target(val_set.is_ai), config.batch_size, shard=shard
+        )
+    )
     began = time.perf_counter()
     if start_epoch < config.epochs:
-        model.fit(
+        workers.fit(
+            model,
             batches,
             steps_per_epoch=steps,
             validation_data=validation,
             epochs=config.epochs,
             initial_epoch=start_epoch,
             callbacks=[
-                keras.callbacks.TensorBoard(log_dir=str(run.logs)),
-                _EpochRecorder(run, card, history, len(train_set.names)),
+                keras.callbacks.TensorBoard(log_dir=str(out.logs)),
+                _EpochRecorder(out, card, history, len(train_set.names)),
             ],
             shuffle=False,  # the batches are already shuffled, per epoch and seeded
             verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
@@ -192,11 +223,12 @@ def train(config: TrainConfig, data_path: Path, *, quiet: bool = False) -> Train
 
     from fakelens.reporting.plots import plot_history
 
-    plot_history(history, run.root)
+    plot_history(history, out.root)
     metadata = _run_metadata(
         config, data, train_set, val_set, history, start_epoch, time.perf_counter() - began
     )
-    write_json_atomic(run.metadata, metadata)
+    metadata["workers"] = workers.count
+    write_json_atomic(out.metadata, metadata)
     training_record = {k: record[k] for k in (*_RESUME_KEYS, "epochs")}  # what rebuilds the split
     final_card = calibrate_on(
         model,
@@ -205,7 +237,7 @@ def train(config: TrainConfig, data_path: Path, *, quiet: bool = False) -> Train
         threshold=config.threshold,
         max_false_positive_rate=config.max_false_positive_rate,
     )
-    save_model(model, final_card, run.model)  # last: its presence marks the run finished
+    save_model(model, final_card, out.model)  # last: its presence marks the run finished
     return TrainResult(run, final_card, start_epoch, history, metadata)
 
 

@@ -347,6 +347,11 @@ class DisplayNameReader:
             source.close()
 
     def read(self, name: str) -> bytes:
+        # A name under a zip already opened needs no look at the disk (a scan reads millions).
+        for source in self._zips.values():
+            prefix = source.display_name("")
+            if name.startswith(prefix):
+                return source.read(name[len(prefix) :])
         path = Path(name)
         if path.is_file():
             return read_file_bytes(path)
