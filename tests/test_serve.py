@@ -379,14 +379,26 @@ def test_the_light_runtime_serves_predictions_and_says_heatmaps_need_keras():
         assert response.status_code == 501 and "Keras model" in response.json()["detail"]
 
 
-def test_the_heap_is_trimmed_after_large_uploads_at_most_once_per_interval():
-    from fakelens.serving.memory import TRIM_AFTER_BYTES, HeapTrimmer
+def test_the_heap_is_trimmed_after_large_uploads_at_most_once_per_interval_and_after_a_burst():
+    from fakelens.serving.memory import HeapTrimmer
 
     calls = []
-    trimmer = HeapTrimmer(interval_s=60)
+    trimmer = HeapTrimmer(interval_s=0.3)
     trimmer._trim = calls.append  # glibc's malloc_trim, replaced to count calls
-    trimmer.after_request(TRIM_AFTER_BYTES - 1)
+    trimmer.after_large_request()
+    trimmer.after_large_request()
+    trimmer.after_large_request()
+    assert calls == [0]  # the others fall within the interval...
+    time.sleep(0.6)
+    assert calls == [0, 0]  # ...and are covered by one trim when it is over
+
+
+def test_small_requests_never_trim(client, monkeypatch):
+    from fakelens.serving.memory import HeapTrimmer
+
+    calls = []
+    monkeypatch.setattr(HeapTrimmer, "after_large_request", lambda self: calls.append(1))
+    client.post("/v1/predict", files=files(("a.jpg", BRIGHT)))
     assert calls == []
-    trimmer.after_request(TRIM_AFTER_BYTES)
-    trimmer.after_request(TRIM_AFTER_BYTES * 10)
-    assert calls == [0]
+    client.post("/v1/predict", files=files(("big.png", b"x" * (1 << 20))))
+    assert calls == [1]

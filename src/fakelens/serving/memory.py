@@ -28,20 +28,32 @@ def _find_malloc_trim():  # type: ignore[no-untyped-def]
 
 
 class HeapTrimmer:
-    """Calls `malloc_trim(0)` after large requests, at most once per interval."""
+    """Calls `malloc_trim(0)` after large requests: at once, or, within the interval since the
+    last trim, once the interval is over, so a burst always ends with a trim."""
 
     def __init__(self, interval_s: float = TRIM_INTERVAL_S) -> None:
         self._trim = _find_malloc_trim()
         self._interval_s = interval_s
         self._last = 0.0
+        self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
 
-    def after_request(self, received_bytes: int) -> None:
-        if self._trim is None or received_bytes < TRIM_AFTER_BYTES:
+    def after_large_request(self) -> None:
+        if self._trim is None:
             return
         with self._lock:
-            now = time.monotonic()
-            if now - self._last < self._interval_s:
+            wait = self._last + self._interval_s - time.monotonic()
+            if wait > 0:
+                if self._timer is None:
+                    self._timer = threading.Timer(wait, self._trim_now)
+                    self._timer.daemon = True
+                    self._timer.start()
                 return
-            self._last = now
+            self._last = time.monotonic()
+        self._trim(0)
+
+    def _trim_now(self) -> None:
+        with self._lock:
+            self._timer = None
+            self._last = time.monotonic()
         self._trim(0)

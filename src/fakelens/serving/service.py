@@ -15,7 +15,7 @@ from fakelens.data.decode import load_image
 from fakelens.errors import ImageDecodeError
 from fakelens.inference import Detector, Prediction
 from fakelens.serving.batcher import MicroBatcher
-from fakelens.serving.memory import HeapTrimmer
+from fakelens.serving.memory import TRIM_AFTER_BYTES, HeapTrimmer
 from fakelens.serving.uploads import Upload
 
 
@@ -73,7 +73,8 @@ class Service:
                 *(anyio.to_thread.run_sync(r.with_evidence, u.data) for r, u in zip(records, uploads))
             )
         received = sum(len(upload.data) for upload in uploads)
-        await anyio.to_thread.run_sync(self.trimmer.after_request, received)
+        if received >= TRIM_AFTER_BYTES:
+            await anyio.to_thread.run_sync(self.trimmer.after_large_request)
         return list(records)
 
     async def explain(self, upload: Upload) -> Explained:
