@@ -5,8 +5,10 @@
 Starts the server as a user would (`fakelens serve` on 127.0.0.1, one process), then sends
 `--small` requests of one 32x32 CIFAKE test image each (generated images when CIFAKE is
 absent), then `--large` requests of one 12-megapixel JPEG each, `--concurrency` at a time.
-The server's resident memory is sampled throughout. Client and server share this machine's
-cores, so the figures are a floor. Writes benchmarks/results/serve_load.json.
+The server's resident memory is sampled throughout, and the CPU time the server and this
+client spend per request is recorded: both share this machine's cores, so the figures are a
+floor, and with the client's share they show where the time goes. Writes
+benchmarks/results/serve_load_<model>.json.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import io
 import json
 import os
 import platform
+import resource
 import socket
 import subprocess
 import sys
@@ -30,7 +33,7 @@ import numpy as np
 import psutil
 from PIL import Image
 
-RESULTS = Path(__file__).parent / "results" / "serve_load.json"
+RESULTS = Path(__file__).parent / "results"
 CIFAKE = Path(os.environ.get("FAKELENS_DATA", Path(__file__).parents[1] / "../shared/data/cifake/cifake.zip"))
 
 
@@ -108,6 +111,25 @@ class MemorySampler:
         self._thread.join()
 
 
+def cpu_seconds(process: psutil.Process) -> tuple[float, float]:
+    """CPU time used so far by the server and by this client process."""
+    server, client = process.cpu_times(), resource.getrusage(resource.RUSAGE_SELF)
+    return server.user + server.system, client.ru_utime + client.ru_stime
+
+
+def timed_load(
+    url: str, process: psutil.Process, payloads: list[bytes], requests: int, concurrency: int
+) -> dict:
+    """`load`, plus the CPU milliseconds the server and the client spent per request."""
+    before = cpu_seconds(process)
+    result = asyncio.run(load(url, payloads, requests, concurrency))
+    after = cpu_seconds(process)
+    result["cpu_ms_per_request"] = {
+        side: round((a - b) / requests * 1000, 2) for side, a, b in zip(("server", "client"), after, before)
+    }
+    return result
+
+
 async def load(url: str, payloads: list[bytes], requests: int, concurrency: int) -> dict:
     """Send `requests` single-file uploads, `concurrency` at a time; latency per request."""
     latencies: list[float] = []
@@ -159,9 +181,11 @@ def main() -> None:
         asyncio.run(load(url, small, 64, 4))  # warm-up: graph tracing, allocator pools
         baseline = sampler.rss()
         with sampler:
-            small_result = asyncio.run(load(url, small, args.small, args.concurrency))
+            small_result = timed_load(url, sampler.process, small, args.small, args.concurrency)
             after_small = sampler.rss()
-            large_result = asyncio.run(load(url, large, args.large, args.concurrency)) if args.large else {}
+            large_result = (
+                timed_load(url, sampler.process, large, args.large, args.concurrency) if args.large else {}
+            )
         time.sleep(2)
         after = sampler.rss()
     finally:
@@ -181,10 +205,11 @@ def main() -> None:
             "after_all_2s": round(after / mib, 1),
         },
     }
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    out = RESULTS / f"serve_load_{Path(args.model).name.replace('.', '_')}.json"
+    RESULTS.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
-    print(f"Results saved to {RESULTS}")
+    print(f"Results saved to {out}")
 
 
 if __name__ == "__main__":
