@@ -306,12 +306,17 @@ def train(
     learning_rate: Annotated[
         float | None, typer.Option(help="Peak learning rate (default: the model's recipe).")
     ] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay; 0 = Adam [recipe].")] = None,
+    weight_decay: Annotated[
+        float | None, typer.Option(help="AdamW weight decay; 0 = Adam (default: the model's recipe).")
+    ] = None,
     schedule: Annotated[
         str | None, typer.Option(help="constant or cosine (default: the model's recipe).")
     ] = None,
     augment: Annotated[
-        bool | None, typer.Option("--augment/--no-augment", help="Web-degradation augmentation [recipe].")
+        bool | None,
+        typer.Option(
+            "--augment/--no-augment", help="Web-degradation augmentation (default: the model's recipe)."
+        ),
     ] = None,
     val_fraction: Annotated[
         float | None, typer.Option(help="Share of train/ held out for validation (default: 0.1).")
