@@ -91,9 +91,7 @@ class Service:
         overlay = await anyio.to_thread.run_sync(
             lambda: overlay_png(explanation.image, explanation.heatmap, title=describe(explanation))
         )
-        record = Prediction(
-            upload.filename, explanation.label, explanation.ai_probability, self.detector.name
-        )
+        (record,) = self.detector.to_records([upload.filename], np.array([explanation.ai_probability]))
         record = await anyio.to_thread.run_sync(record.with_evidence, upload.data)
         return Explained(record, overlay, explanation.layer)
 
