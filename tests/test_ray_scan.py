@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import zipfile
 
 import pyarrow.dataset as pads
@@ -66,8 +67,8 @@ def test_file_uris_list_and_read_like_local_paths(tmp_path):
     (tmp_path / "in" / "sub").mkdir(parents=True)
     (tmp_path / "in" / "sub" / "a.jpg").write_bytes(b"jpeg bytes")
     (tmp_path / "in" / "b.txt").write_text("text")
-    by_uri, skipped = list_images(f"file://{tmp_path / 'in'}", include=("sub/*", "*.txt"))
-    by_path, _ = list_images(tmp_path / "in")
+    by_uri, skipped, _ = list_images(f"file://{tmp_path / 'in'}", include=("sub/*", "*.txt"))
+    by_path, _, _ = list_images(tmp_path / "in")
     assert [r["path"] for r in by_uri] == [f"file://{tmp_path}/in/sub/a.jpg"]
     assert [r["size"] for r in by_uri] == [r["size"] for r in by_path] == [10]
     assert skipped == [f"file://{tmp_path}/in/b.txt"]
@@ -91,3 +92,19 @@ def test_ray_engine_usage_errors(options, message, tmp_path):
     result = runner.invoke(app, ["scan", str(tmp_path), "--backend", "onnx", *options])
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
+
+
+def test_a_folder_that_cannot_be_listed_is_reported_not_skipped(tmp_path, monkeypatch):
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    (tmp_path / "in" / "a.jpg").write_bytes(b"jpeg bytes")
+    real_scandir = os.scandir
+
+    def scandir(path):  # chmod does not stop root, so the listing is refused here
+        if os.fspath(path).rstrip("/").endswith("in/sub"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    listed, _, unlisted = list_images(tmp_path / "in")
+    assert [r["path"] for r in listed] == [f"{tmp_path}/in/a.jpg"]
+    assert unlisted == [(f"{tmp_path}/in/sub/", "cannot list this folder: Permission denied")]

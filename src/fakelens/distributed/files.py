@@ -33,8 +33,9 @@ def is_uri(source: str) -> bool:
 
 def list_images(
     source: str | os.PathLike[str], include: Sequence[str] = ()
-) -> tuple[list[Listed], list[str]]:
-    """(image files to score, names skipped for not ending like an image), in listing order.
+) -> tuple[list[Listed], list[str], list[tuple[str, str]]]:
+    """(image files to score, names skipped for not ending like an image, (folder, reason) for
+    folders that could not be listed), in listing order.
 
     `include` globs match relative names, as in the local scan.
     """
@@ -42,21 +43,25 @@ def list_images(
     text = os.fspath(source)
     rows: list[Listed] = []
     not_images: list[str] = []
-    for relative, display, size, modified in _uri_listing(text) if is_uri(text) else _local_listing(text):
+    unlisted: list[tuple[str, str]] = []
+    entries = _uri_listing(text) if is_uri(text) else _local_listing(text, unlisted)
+    for relative, display, size, modified in entries:
         if selected is not None and not selected(relative):
             continue
         if is_image_name(relative):
             rows.append({"path": display, "size": int(size) if size else None, "modified": modified})
         else:
             not_images.append(display)
-    return rows, not_images
+    return rows, not_images, unlisted
 
 
-def _local_listing(source: str) -> Iterator[_Entry]:
-    """A folder, zip or list as the local scan sees it: same names, same sizes and times."""
+def _local_listing(source: str, unlisted: list[tuple[str, str]]) -> Iterator[_Entry]:
+    """A folder, zip or list as the local scan sees it: same names, same sizes and times; the
+    folders it could not list go to `unlisted`, as the local scan reports them."""
     with open_input(source) as opened:
         for name in opened.iter_names():
             yield name, opened.display_name(name), *opened.stat(name)
+        unlisted.extend((opened.display_name(folder), reason) for folder, reason in opened.unlisted)
 
 
 @functools.lru_cache(maxsize=16)

@@ -87,7 +87,7 @@ def ray_scan(
         raise InvalidArgumentError(f"--ray-actor-cpus must be at least 1; received {actor_cpus}")
     fmt = _check_out(out, fresh)
     load_detector(model, trust=trust, batch_size=batch_size, backend=backend)  # a bad model fails here, early
-    listed, not_images = list_images(source, include)
+    listed, not_images, unlisted = list_images(source, include)
     summary = ScanSummary(out=out, not_images=not_images)
     began = time.perf_counter()
     partial = out.with_name(out.name + ".partial")
@@ -116,6 +116,7 @@ def ray_scan(
     summary.seconds = time.perf_counter() - began
     if listed:
         _summarise(summary, out, fmt)
+    summary.failures += unlisted  # not in the part files: there is no file to give a row
     return summary
 
 
