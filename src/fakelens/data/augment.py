@@ -12,13 +12,13 @@ import tensorflow as tf
 #: Largest shift in pixels (reflect-padded, then cropped back).
 SHIFT = 3
 #: Chance that an image is re-compressed as JPEG, and the quality range.
-JPEG_P, JPEG_QUALITY = 0.5, (50, 95)
+JPEG_P, JPEG_QUALITY = 0.3, (50, 95)
 #: Chance of a down-then-up rescale, and the range of the intermediate scale.
-RESCALE_P, RESCALE = 0.2, (0.5, 0.9)
+RESCALE_P, RESCALE = 0.1, (0.5, 0.9)
 #: Chance of a Gaussian blur, and the range of its sigma in pixels.
-BLUR_P, BLUR_SIGMA = 0.15, (0.4, 1.2)
+BLUR_P, BLUR_SIGMA = 0.1, (0.4, 1.2)
 #: Chance of additive Gaussian noise, and the largest sigma on the 0..255 scale.
-NOISE_P, NOISE_SIGMA = 0.25, 8.0
+NOISE_P, NOISE_SIGMA = 0.15, 8.0
 
 
 def augment_batch(images: tf.Tensor, key: tf.Tensor) -> tf.Tensor:
