@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from fakelens.data.decode import decode_image, load_image, resize_to
+from fakelens.data.decode import decode_image, load_image, read_file_bytes, resize_to
 from fakelens.errors import ImageDecodeError
 
 
@@ -166,3 +166,32 @@ def test_a_12_megapixel_jpeg_decodes_at_reduced_size():
     assert decode_image(raw, draft_size=(64, 64)).shape == (375, 500, 3)  # 1/8 scale, >= 2x the input
     assert load_image(raw, (32, 32)).shape == (32, 32, 3)
     assert decode_image(raw).shape == (3000, 4000, 3)
+
+
+@pytest.mark.parametrize("size", [0, 1, 65_535, 65_536, 200_001])
+def test_read_file_bytes_returns_every_byte(tmp_path, size):
+    data = os.urandom(size)
+    (tmp_path / "f.jpg").write_bytes(data)
+    assert read_file_bytes(tmp_path / "f.jpg") == data
+
+
+def test_read_file_bytes_refuses_folders_fifos_and_files_over_the_limit(tmp_path):
+    (tmp_path / "big.jpg").write_bytes(bytes(101))
+    with pytest.raises(ImageDecodeError, match="101 bytes, over the 100-byte limit"):
+        read_file_bytes(tmp_path / "big.jpg", max_bytes=100)
+    with pytest.raises(ImageDecodeError, match="is a directory"):
+        read_file_bytes(tmp_path)
+    os.mkfifo(tmp_path / "pipe.jpg")  # nobody writes to it: opening must not wait for a writer
+    with pytest.raises(ImageDecodeError, match="not a regular file"):
+        read_file_bytes(tmp_path / "pipe.jpg")
+
+
+def test_read_file_bytes_reads_past_a_stale_size_up_to_the_limit(tmp_path, monkeypatch):
+    """A file that grew after its size was taken is read to its end, or refused past the limit."""
+    (tmp_path / "f.jpg").write_bytes(bytes(range(100)) * 1000)
+    real_fstat = os.fstat
+    stale = lambda fd: os.stat_result((*real_fstat(fd)[:6], 10, *real_fstat(fd)[7:]))  # noqa: E731
+    monkeypatch.setattr(os, "fstat", stale)
+    assert read_file_bytes(tmp_path / "f.jpg") == bytes(range(100)) * 1000
+    with pytest.raises(ImageDecodeError, match="grew past the 50,000-byte limit"):
+        read_file_bytes(tmp_path / "f.jpg", max_bytes=50_000)

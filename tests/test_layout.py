@@ -65,6 +65,34 @@ def test_zip_member_errors_name_the_member(tiny_layout, tmp_path):
         archive.read("train/REAL/missing.jpg")
 
 
+def test_stored_deflated_and_long_header_members_read_back_exactly(tmp_path):
+    payload = bytes(range(256)) * 40
+    target = tmp_path / "mixed.zip"
+    with zipfile.ZipFile(target, "w") as archive:
+        archive.writestr("stored.jpg", payload)
+        archive.writestr("deflated.jpg", payload, compress_type=zipfile.ZIP_DEFLATED)
+        long_header = zipfile.ZipInfo("d/" * 300 + "long.jpg")
+        long_header.extra = b"\xfe\xca" + (2000).to_bytes(2, "little") + bytes(2000)
+        archive.writestr(long_header, payload)
+        archive.writestr("empty.jpg", b"")
+    with open_source(target) as source:
+        assert [source.read(name) for name in source.names()] == [payload, payload, b"", payload]
+
+
+def test_a_damaged_stored_member_is_reported_not_returned(tmp_path):
+    target = tmp_path / "damaged.zip"
+    with zipfile.ZipFile(target, "w") as archive:
+        archive.writestr("a.jpg", b"A" * 1000)
+        archive.writestr("b.jpg", b"B" * 1000)
+    data = bytearray(target.read_bytes())
+    data[data.index(b"A" * 1000) + 500] ^= 0xFF  # one flipped byte inside a.jpg
+    target.write_bytes(bytes(data))
+    with open_source(target) as source:
+        with pytest.raises(ImageDecodeError, match=r"a\.jpg.*CRC"):
+            source.read("a.jpg")
+        assert source.read("b.jpg") == b"B" * 1000
+
+
 def test_path_traversal_names_are_read_as_plain_keys(tmp_path):
     target = tmp_path / "evil.zip"
     with zipfile.ZipFile(target, "w") as archive:

@@ -161,17 +161,20 @@ class Detector:
     ) -> Iterator[list[Prediction]]:
         """Yield records batch by batch; `load(i)` prepares the i-th input or raises ImageDecodeError.
 
-        `names` is consumed lazily, a batch at a time. Decoding runs in a thread pool
-        `batches_ahead` batches in front of the model, so reading files and inference overlap
-        (both release the GIL). Each thread takes a run of a batch, not single images: one task
-        per image would cost more in locking than a small image costs to decode.
+        `names` is consumed lazily, a batch at a time. Three stages overlap: decoding runs in a
+        thread pool `batches_ahead` batches in front of the model, the model runs on a thread of
+        its own while more batches come, and the caller handles batch k (listing more names,
+        writing rows) while batch k + 1 is scored; reading, decoding and inference all release
+        the GIL. Each decoding thread takes a run of a batch, not single images: one task per
+        image would cost more in locking than a small image costs to decode.
         """
         if workers is not None and workers < 1:
             raise InvalidArgumentError(f"workers must be at least 1; received {workers}")
         threads = workers or InferenceConfig.workers
         indexed = enumerate(names)
-        with ThreadPoolExecutor(max_workers=threads) as pool:
+        with ThreadPoolExecutor(max_workers=threads) as pool, ThreadPoolExecutor(max_workers=1) as model:
             pending: deque = deque()
+            scoring: deque[Future] = deque()
             while batch := list(islice(indexed, self.batch_size)):
                 indices = [i for i, _ in batch]
                 if len(indices) == 1:  # a lone image: handing it to a thread only adds latency
@@ -182,8 +185,12 @@ class Detector:
                     futures = [pool.submit(_attempt_all, load, run) for run in runs]
                 pending.append(([name for _, name in batch], futures))
                 if len(pending) > batches_ahead:
-                    yield self._score(*pending.popleft())
-            while pending:
+                    scoring.append(model.submit(self._score, *pending.popleft()))
+                if len(scoring) > 1:
+                    yield scoring.popleft().result()
+            while scoring:
+                yield scoring.popleft().result()
+            while pending:  # the last batches (a single image's only one) need no hand-off
                 yield self._score(*pending.popleft())
 
     def _score(self, names: list[str], futures: list[Future]) -> list[Prediction]:

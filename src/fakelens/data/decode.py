@@ -32,6 +32,9 @@ BYTES_TYPES = (bytes, bytearray, memoryview)
 PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError, KeyError)
 
 _WHITE = (255, 255, 255)
+#: Read-only, and no waiting for a writer when the path is a FIFO (Python's descriptors are
+#: not inherited by child processes anyway).
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
 #: Leading bytes of common formats, to tell "damaged image" from "not an image at all".
 _SIGNATURES = {
     b"\xff\xd8\xff": "JPEG",
@@ -65,29 +68,50 @@ def _unidentified_reason(raw: bytes) -> str:
 
 def read_file_bytes(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTES) -> bytes:
     """Read a whole regular file, refusing anything else (directories, FIFOs, devices) and
-    anything over `max_bytes`, even if it grows while being read."""
+    anything over `max_bytes`, even if it grows while being read.
+
+    One open and unbuffered reads sized from `fstat`: a buffered `read(max_bytes + 1)` would
+    allocate the whole limit for every file. Opening does not block on a FIFO (O_NONBLOCK).
+    """
     if not isinstance(path, (str, os.PathLike)):
         received = type(path).__name__
         raise ImageDecodeError(repr(path), f"expected a path, bytes or an array; received {received}")
     try:
-        info = os.stat(path)
-        if stat.S_ISDIR(info.st_mode):
-            raise ImageDecodeError(path, "is a directory, not an image file")
-        if not stat.S_ISREG(info.st_mode):
-            raise ImageDecodeError(path, "not a regular file (a pipe, socket or device)")
-        if info.st_size > max_bytes:
-            raise ImageDecodeError(path, f"file is {info.st_size:,} bytes, over the {max_bytes:,}-byte limit")
-        with open(path, "rb") as handle:
-            data = handle.read(max_bytes + 1)
+        fd = os.open(path, _OPEN_FLAGS)
+        try:
+            info = os.fstat(fd)
+            if stat.S_ISDIR(info.st_mode):
+                raise ImageDecodeError(path, "is a directory, not an image file")
+            if not stat.S_ISREG(info.st_mode):
+                raise ImageDecodeError(path, "not a regular file (a pipe, socket or device)")
+            if info.st_size > max_bytes:
+                limit = f"over the {max_bytes:,}-byte limit"
+                raise ImageDecodeError(path, f"file is {info.st_size:,} bytes, {limit}")
+            data = _read_up_to(fd, info.st_size, max_bytes + 1)
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         raise ImageDecodeError(path, "file not found (or a dangling link)") from None
     except PermissionError:
         raise ImageDecodeError(path, "permission denied") from None
+    except IsADirectoryError:  # where a folder cannot be opened at all (not Linux)
+        raise ImageDecodeError(path, "is a directory, not an image file") from None
     except OSError as exc:
         raise ImageDecodeError(path, f"cannot read file: {exc.strerror or exc}") from None
     if len(data) > max_bytes:
         raise ImageDecodeError(path, f"file grew past the {max_bytes:,}-byte limit while being read")
     return data
+
+
+def _read_up_to(fd: int, expected: int, limit: int) -> bytes:
+    """Everything until the end of `fd`, or the first `limit` bytes: one read when the file still
+    has the `expected` size, then 64 KB reads until end of file."""
+    parts = [os.read(fd, min(expected + 1, limit))]
+    total = len(parts[0])
+    while parts[-1] and total < limit:
+        parts.append(os.read(fd, min(1 << 16, limit - total)))
+        total += len(parts[-1])
+    return parts[0] if len(parts) == 2 and not parts[1] else b"".join(parts)
 
 
 def input_bytes(data: ImageInput, name: str | None = None) -> tuple[str, bytes]:

@@ -10,8 +10,10 @@ import hashlib
 import io
 import os
 import posixpath
+import struct
 import sys
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -21,6 +23,12 @@ from pathlib import Path, PurePosixPath
 from fakelens.config import CHECKOUT_DATA, DATA_ENV, IMAGE_SUFFIXES, KAGGLE_HANDLE, MAX_FILE_BYTES
 from fakelens.data.decode import read_file_bytes
 from fakelens.errors import DatasetLayoutError, ImageDecodeError
+
+#: A zip local file header: signature, then (after 22 bytes) the name and extra field lengths.
+_LOCAL_HEADER, _LOCAL_SIGNATURE = struct.Struct("<4s22xHH"), b"PK\x03\x04"
+#: Bytes read past the local header in the same call, to cover the name and extra field.
+_HEADER_SLACK = 512
+_ZIP_ENCRYPTED = 0x1
 
 #: Kaggle folder names -> the labels users see.
 FOLDER_LABELS = {"FAKE": "ai", "REAL": "real"}
@@ -114,18 +122,25 @@ class FolderSource(ImageSource):
 
 class ZipSource(ImageSource):
     """Reads members straight from the archive. Member names are only ever used as keys, so
-    names such as `../x.jpg` cannot write anywhere."""
+    names such as `../x.jpg` cannot write anywhere.
+
+    Stored (uncompressed) members, the usual case for image archives, are read with one
+    positioned read each and checked against their CRC-32: `ZipFile.open` costs several times
+    a small JPEG's decoding in Python-level header parsing, and holds a lock threads queue on.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
             self._zip = zipfile.ZipFile(path)
+            self._fd = os.open(path, os.O_RDONLY)
         except (zipfile.BadZipFile, OSError) as exc:
             raise DatasetLayoutError(f"{path}: not a readable zip file ({exc})") from None
         self._infos = {info.filename: info for info in self._zip.infolist() if not info.is_dir()}
 
     def close(self) -> None:
         self._zip.close()
+        os.close(self._fd)
 
     def names(self) -> list[str]:
         return sorted(self._infos)
@@ -139,11 +154,34 @@ class ZipSource(ImageSource):
                 self.display_name(name),
                 f"zip member claims {info.file_size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit",
             )
-        try:
+        stored = self._read_stored(info)
+        if stored is not None:
+            return stored
+        try:  # compressed, encrypted or damaged: zipfile decompresses, or says what is wrong
             with self._zip.open(info) as member:
                 return member.read()  # stops at the size checked above
         except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError) as exc:
             raise ImageDecodeError(self.display_name(name), f"cannot read zip member: {exc}") from None
+
+    def _read_stored(self, info: zipfile.ZipInfo) -> bytes | None:
+        """A stored member's bytes if its local header and CRC-32 check out, else None."""
+        if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & _ZIP_ENCRYPTED:
+            return None
+        size = info.compress_size
+        try:
+            block = os.pread(self._fd, _LOCAL_HEADER.size + _HEADER_SLACK + size, info.header_offset)
+            if len(block) < _LOCAL_HEADER.size:
+                return None
+            signature, name_length, extra_length = _LOCAL_HEADER.unpack_from(block)
+            start = _LOCAL_HEADER.size + name_length + extra_length
+            data = block[start : start + size]
+            if len(data) < size:  # an unusually long name or extra field
+                data = os.pread(self._fd, size, info.header_offset + start)
+        except OSError:
+            return None
+        if signature != _LOCAL_SIGNATURE or len(data) != size or zlib.crc32(data) != info.CRC:
+            return None
+        return data
 
     def stat(self, name: str) -> tuple[str, str]:
         info = self._infos.get(name)
