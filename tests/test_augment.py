@@ -59,3 +59,12 @@ def test_a_batch_of_one_survives_every_draw():
     image = batch(1)
     for k in range(8):  # some keys choose no image for JPEG, some choose it
         assert augment.augment_batch(image, tf.constant([k, 1], tf.int64)).shape == (1, 32, 32, 3)
+
+
+def test_jpeg_coding_of_no_chosen_images_keeps_the_batch_shape():
+    """A batch where no image is drawn for JPEG (likelier with small last batches) must work."""
+    coded = tf.function(
+        augment._jpeg,
+        input_signature=[tf.TensorSpec([None, 8, 8, 3], tf.uint8), tf.TensorSpec([2], tf.int64)],
+    )(tf.zeros((0, 8, 8, 3), tf.uint8), tf.constant([1, 2], tf.int64))
+    assert coded.shape == (0, 8, 8, 3)

@@ -90,9 +90,9 @@ def _blur(x: tf.Tensor, key: tf.Tensor) -> tf.Tensor:
 def _jpeg(x: tf.Tensor, key: tf.Tensor) -> tf.Tensor:
     """Re-compress every image at its own random quality (a graph loop, not a Python one)."""
     keys = tf.random.experimental.stateless_split(key, num=tf.shape(x)[0])
-    coded = tf.map_fn(
+    return tf.map_fn(
         lambda args: tf.image.stateless_random_jpeg_quality(args[0], *JPEG_QUALITY, seed=args[1]),
         (x, keys),
-        fn_output_signature=tf.uint8,
+        # The full image shape: with no image chosen, map_fn must still know what to stack.
+        fn_output_signature=tf.TensorSpec(x.shape[1:], tf.uint8),
     )
-    return tf.reshape(coded, tf.shape(x))  # keeps the image dimensions when x is empty

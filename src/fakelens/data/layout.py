@@ -28,6 +28,7 @@ from fakelens.errors import DatasetLayoutError, ImageDecodeError
 _LOCAL_HEADER, _LOCAL_SIGNATURE = struct.Struct("<4s22xHH"), b"PK\x03\x04"
 #: Bytes read past the local header in the same call, to cover the name and extra field.
 _HEADER_SLACK = 512
+#: General-purpose flag bit 0: the member is encrypted.
 _ZIP_ENCRYPTED = 0x1
 
 #: Kaggle folder names -> the labels users see.
@@ -125,8 +126,9 @@ class ZipSource(ImageSource):
     names such as `../x.jpg` cannot write anywhere.
 
     Stored (uncompressed) members, the usual case for image archives, are read with one
-    positioned read each and checked against their CRC-32: `ZipFile.open` costs several times
-    a small JPEG's decoding in Python-level header parsing, and holds a lock threads queue on.
+    positioned read each and checked against their CRC-32: `ZipFile.open` spends longer than
+    decoding a small JPEG on Python-level header parsing, and makes threads take turns on the
+    archive's file lock.
     """
 
     def __init__(self, path: Path) -> None:
