@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -94,3 +97,29 @@ def test_prediction_record_has_the_documented_fields(detector):
         "model",
         "error",
     }
+
+
+def _decoding_threads(detector: Detector, cost_s: float, **options) -> int:
+    """How many threads decoded the last 8 of 16 batches when each image costs `cost_s` of CPU,
+    spent as decoders spend it: with the GIL released (hashing large blocks)."""
+    threads: set[int] = set()
+    block = bytes(1 << 14)
+
+    def load(index: int) -> np.ndarray:
+        finish = time.thread_time() + cost_s
+        while time.thread_time() < finish:
+            hashlib.sha256(block)
+        if index >= 8 * detector.batch_size:
+            threads.add(threading.get_ident())
+        return random_image(index % 7)
+
+    list(detector.score_stream([str(i) for i in range(16 * detector.batch_size)], load, **options))
+    return len(threads)
+
+
+def test_cheap_images_are_decoded_on_one_thread_costly_ones_on_all(detector):
+    # Cheap images: a second decoding thread would spend more on GIL hand-offs than it saves.
+    wide = Detector(detector.model, detector.card, batch_size=16)
+    assert _decoding_threads(wide, 40e-6) == 1
+    assert _decoding_threads(wide, 2e-3) == 2
+    assert _decoding_threads(wide, 40e-6, workers=2) == 2  # an explicit count is obeyed

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -161,28 +163,39 @@ class Detector:
     ) -> Iterator[list[Prediction]]:
         """Yield records batch by batch; `load(i)` prepares the i-th input or raises ImageDecodeError.
 
-        `names` is consumed lazily, a batch at a time. Three stages overlap: decoding runs in a
-        thread pool `batches_ahead` batches in front of the model, the model runs on a thread of
-        its own while more batches come, and the caller handles batch k (listing more names,
-        writing rows) while batch k + 1 is scored; reading, decoding and inference all release
-        the GIL. Each decoding thread takes a run of a batch, not single images: one task per
-        image would cost more in locking than a small image costs to decode.
+        `names` is consumed lazily, a batch at a time. Three stages overlap: decoding runs
+        `batches_ahead` batches in front of the model, the model runs on a thread of its own
+        while more batches come, and the caller handles batch k (listing more names, writing
+        rows) while batch k + 1 is scored; reading, decoding and inference all release the GIL.
+
+        Decoding threads take runs of a batch, not single images (one task per image costs
+        more in locking than a small image costs to decode). With `workers` left to None,
+        images found cheap to decode (`InferenceConfig.parallel_decode_above_s`) are decoded
+        on one thread, a batch at a time: for them a second thread spends more CPU taking turns
+        on the GIL than it saves, CPU the model needs.
         """
         if workers is not None and workers < 1:
             raise InvalidArgumentError(f"workers must be at least 1; received {workers}")
         threads = workers or InferenceConfig.workers
+        cost = _DecodeCost(enough=self.batch_size) if workers is None else None
         indexed = enumerate(names)
-        with ThreadPoolExecutor(max_workers=threads) as pool, ThreadPoolExecutor(max_workers=1) as model:
+        with (
+            ThreadPoolExecutor(max_workers=threads) as pool,
+            ThreadPoolExecutor(max_workers=1) as serial,
+            ThreadPoolExecutor(max_workers=1) as model,
+        ):
             pending: deque = deque()
             scoring: deque[Future] = deque()
             while batch := list(islice(indexed, self.batch_size)):
                 indices = [i for i, _ in batch]
                 if len(indices) == 1:  # a lone image: handing it to a thread only adds latency
-                    futures = [_done(_attempt_all(load, indices))]
+                    futures = [_done(_attempt_all(load, indices, cost))]
+                elif cost is not None and cost.cheap():
+                    futures = [serial.submit(_attempt_all, load, indices, cost)]
                 else:
                     step = -(-len(indices) // threads)
                     runs = [indices[start : start + step] for start in range(0, len(indices), step)]
-                    futures = [pool.submit(_attempt_all, load, run) for run in runs]
+                    futures = [pool.submit(_attempt_all, load, run, cost) for run in runs]
                 pending.append(([name for _, name in batch], futures))
                 if len(pending) > batches_ahead:
                     scoring.append(model.submit(self._score, *pending.popleft()))
@@ -201,20 +214,51 @@ class Detector:
         return [scored[i] if i in scored else self.failure(names[i], item) for i, item in enumerate(prepared)]
 
 
+class _DecodeCost:
+    """CPU seconds per image spent preparing recent images (thread time: waiting for the GIL
+    or the disk is not counted). A run of `enough` images replaces the estimate, a shorter one
+    moves it part way: the first images of a scan pay for warming caches and threads."""
+
+    def __init__(self, enough: int) -> None:
+        self.enough = enough
+        self._lock = threading.Lock()
+        self._per_image: float | None = None
+
+    def add(self, seconds: float, images: int) -> None:
+        if not images:
+            return
+        with self._lock:
+            latest = seconds / images
+            if self._per_image is None:
+                self._per_image = latest
+            else:
+                self._per_image += (latest - self._per_image) * min(1.0, images / self.enough)
+
+    def cheap(self) -> bool:
+        """Whether recent images cost less than `InferenceConfig.parallel_decode_above_s`."""
+        with self._lock:
+            return self._per_image is not None and self._per_image < InferenceConfig.parallel_decode_above_s
+
+
 def _done(result: list[np.ndarray | str]) -> Future:
     future: Future = Future()
     future.set_result(result)
     return future
 
 
-def _attempt_all(load: Callable[[int], np.ndarray], indices: list[int]) -> list[np.ndarray | str]:
-    """Each prepared image, or the reason it could not be prepared."""
+def _attempt_all(
+    load: Callable[[int], np.ndarray], indices: list[int], cost: _DecodeCost | None = None
+) -> list[np.ndarray | str]:
+    """Each prepared image, or the reason it could not be prepared; their CPU time goes to `cost`."""
+    began = time.thread_time()
     prepared: list[np.ndarray | str] = []
     for index in indices:
         try:
             prepared.append(load(index))
         except ImageDecodeError as exc:
             prepared.append(exc.reason)
+    if cost is not None:
+        cost.add(time.thread_time() - began, len(indices))
     return prepared
 
 

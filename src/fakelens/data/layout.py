@@ -12,6 +12,7 @@ import os
 import posixpath
 import struct
 import sys
+import threading
 import zipfile
 import zlib
 from collections import Counter
@@ -22,6 +23,7 @@ from pathlib import Path, PurePosixPath
 
 from fakelens.config import CHECKOUT_DATA, DATA_ENV, IMAGE_SUFFIXES, KAGGLE_HANDLE, MAX_FILE_BYTES
 from fakelens.data.decode import read_file_bytes
+from fakelens.data.zipindex import Member, ZipIndex, read_index
 from fakelens.errors import DatasetLayoutError, ImageDecodeError
 
 #: A zip local file header: signature, then (after 22 bytes) the name and extra field lengths.
@@ -125,78 +127,96 @@ class ZipSource(ImageSource):
     """Reads members straight from the archive. Member names are only ever used as keys, so
     names such as `../x.jpg` cannot write anywhere.
 
-    Stored (uncompressed) members, the usual case for image archives, are read with one
-    positioned read each and checked against their CRC-32: `ZipFile.open` spends longer than
-    decoding a small JPEG on Python-level header parsing, and makes threads take turns on the
-    archive's file lock.
+    The member table comes from `zipindex` (`zipfile` builds an object per member, too slow for
+    archives of millions). Stored (uncompressed) members, the usual case for image archives, are
+    read with one positioned read each and checked against their CRC-32: `ZipFile.open` spends
+    longer than decoding a small JPEG on Python-level header parsing, and makes threads take turns
+    on the archive's file lock. `zipfile` is opened only for what that does not cover.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self._zip = zipfile.ZipFile(path)
             self._fd = os.open(path, os.O_RDONLY)
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise DatasetLayoutError(f"{path}: not a readable zip file ({exc})") from None
-        self._infos = {info.filename: info for info in self._zip.infolist() if not info.is_dir()}
+        except OSError as exc:
+            raise DatasetLayoutError(f"{path}: not a readable zip file ({exc.strerror or exc})") from None
+        self._zip: zipfile.ZipFile | None = None
+        self._zip_lock = threading.Lock()
+        try:
+            index = read_index(self._fd)
+            self._index = index if index is not None else ZipIndex.from_infos(self._archive().infolist())
+        except BaseException:
+            self.close()
+            raise
+
+    def _archive(self) -> zipfile.ZipFile:
+        """The archive as `zipfile` reads it, opened on first need."""
+        with self._zip_lock:
+            if self._zip is None:
+                try:
+                    self._zip = zipfile.ZipFile(self.path)
+                except (zipfile.BadZipFile, OSError) as exc:
+                    raise DatasetLayoutError(f"{self.path}: not a readable zip file ({exc})") from None
+            return self._zip
 
     def close(self) -> None:
-        self._zip.close()
+        if self._zip is not None:
+            self._zip.close()
         os.close(self._fd)
 
     def names(self) -> list[str]:
-        return sorted(self._infos)
+        return sorted(self._index.positions)
 
     def read(self, name: str) -> bytes:
-        info = self._infos.get(name)
-        if info is None:
+        member = self._index.get(name)
+        if member is None:
             raise ImageDecodeError(self.display_name(name), "no such member in the zip")
-        if info.file_size > MAX_FILE_BYTES:
+        if member.file_size > MAX_FILE_BYTES:
             raise ImageDecodeError(
                 self.display_name(name),
-                f"zip member claims {info.file_size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit",
+                f"zip member claims {member.file_size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit",
             )
-        stored = self._read_stored(info)
+        stored = self._read_stored(member)
         if stored is not None:
             return stored
         try:  # compressed, encrypted or damaged: zipfile decompresses, or says what is wrong
-            with self._zip.open(info) as member:
-                return member.read()  # stops at the size checked above
-        except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError) as exc:
+            with self._archive().open(name) as opened:
+                return opened.read()  # stops at the size checked above
+        except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError, DatasetLayoutError) as exc:
             raise ImageDecodeError(self.display_name(name), f"cannot read zip member: {exc}") from None
 
-    def _read_stored(self, info: zipfile.ZipInfo) -> bytes | None:
+    def _read_stored(self, member: Member) -> bytes | None:
         """A stored member's bytes if its local header and CRC-32 check out, else None."""
-        if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & _ZIP_ENCRYPTED:
+        if member.compress_type != zipfile.ZIP_STORED or member.flag_bits & _ZIP_ENCRYPTED:
             return None
-        size = info.compress_size
+        size = member.compress_size
         try:
-            block = os.pread(self._fd, _LOCAL_HEADER.size + _HEADER_SLACK + size, info.header_offset)
+            block = os.pread(self._fd, _LOCAL_HEADER.size + _HEADER_SLACK + size, member.header_offset)
             if len(block) < _LOCAL_HEADER.size:
                 return None
             signature, name_length, extra_length = _LOCAL_HEADER.unpack_from(block)
             start = _LOCAL_HEADER.size + name_length + extra_length
             data = block[start : start + size]
             if len(data) < size:  # an unusually long name or extra field
-                data = os.pread(self._fd, size, info.header_offset + start)
+                data = os.pread(self._fd, size, member.header_offset + start)
         except OSError:
             return None
-        if signature != _LOCAL_SIGNATURE or len(data) != size or zlib.crc32(data) != info.CRC:
+        if signature != _LOCAL_SIGNATURE or len(data) != size or zlib.crc32(data) != member.CRC:
             return None
         return data
 
     def stat(self, name: str) -> tuple[str, str]:
-        info = self._infos.get(name)
-        if info is None:
+        member = self._index.get(name)
+        if member is None:
             return "", ""
         # Formatted, not parsed: a damaged entry may carry an impossible date (month 0).
-        return str(info.file_size), "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}".format(*info.date_time)
+        return str(member.file_size), "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}".format(*member.date_time)
 
     def fingerprint(self) -> str:
         digest = hashlib.sha256()
         for name in self.names():
-            info = self._infos[name]
-            digest.update(f"{name}\0{info.file_size}\0{info.CRC}\n".encode())
+            member = self._index.get(name)
+            digest.update(f"{name}\0{member.file_size}\0{member.CRC}\n".encode())
         return digest.hexdigest()
 
 
