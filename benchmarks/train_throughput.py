@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from fakelens.data.pipeline import training_batches
 from fakelens.models import create_model, get_spec
@@ -27,6 +26,8 @@ RESULTS = Path(__file__).parent / "results" / "train_throughput.json"
 
 def matmul_peak(size: int = 2048, repeats: int = 20) -> float:
     """FP32 FLOP/s of a large matmul: the practical peak of this machine."""
+    import tensorflow as tf  # after fakelens, which sets TensorFlow's options
+
     a = tf.random.normal((size, size))
     b = tf.random.normal((size, size))
     tf.matmul(a, b).numpy()
@@ -39,6 +40,7 @@ def matmul_peak(size: int = 2048, repeats: int = 20) -> float:
 
 def forward_flops(model) -> float:
     """FLOPs of one 32x32 image through the model, from TensorFlow's graph profiler."""
+    import tensorflow as tf
     from tensorflow.python.profiler.model_analyzer import profile
     from tensorflow.python.profiler.option_builder import ProfileOptionBuilder
 

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import fakelens  # noqa: F401  (first: it sets TensorFlow's options before a test imports TF)
+
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

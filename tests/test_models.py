@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import zipfile
 
 import keras
@@ -137,3 +140,13 @@ def test_load_errors_name_the_file(tmp_path, seed_model_file):
 
 def test_saved_files_are_readable_by_others(seed_model_file):
     assert seed_model_file.stat().st_mode & 0o044 == 0o044
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "1"), ("0", "0")])
+def test_importing_fakelens_turns_onednn_on_unless_told_otherwise(preset, expected):
+    env = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
+    if preset is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = preset
+    code = "import os, fakelens; print(os.environ['TF_ENABLE_ONEDNN_OPTS'])"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == expected
