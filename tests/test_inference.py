@@ -99,9 +99,10 @@ def test_prediction_record_has_the_documented_fields(detector):
     }
 
 
-def _decoding_threads(detector: Detector, cost_s: float, **options) -> int:
+def _decoding_threads(detector: Detector, cost_s: float, wait_s: float = 0.0, **options) -> int:
     """How many threads decoded the last 8 of 16 batches when each image costs `cost_s` of CPU,
-    spent as decoders spend it: with the GIL released (hashing large blocks)."""
+    spent as decoders spend it (with the GIL released: hashing large blocks), and `wait_s` of
+    waiting, as for a slow disk."""
     threads: set[int] = set()
     block = bytes(1 << 14)
 
@@ -109,6 +110,7 @@ def _decoding_threads(detector: Detector, cost_s: float, **options) -> int:
         finish = time.thread_time() + cost_s
         while time.thread_time() < finish:
             hashlib.sha256(block)
+        time.sleep(wait_s)
         if index >= 8 * detector.batch_size:
             threads.add(threading.get_ident())
         return random_image(index % 7)
@@ -122,4 +124,5 @@ def test_cheap_images_are_decoded_on_one_thread_costly_ones_on_all(detector):
     wide = Detector(detector.model, detector.card, batch_size=16)
     assert _decoding_threads(wide, 40e-6) == 1
     assert _decoding_threads(wide, 2e-3) == 2
+    assert _decoding_threads(wide, 40e-6, wait_s=3e-3) == 2  # slow reads overlap
     assert _decoding_threads(wide, 40e-6, workers=2) == 2  # an explicit count is obeyed

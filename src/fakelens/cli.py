@@ -173,7 +173,11 @@ def scan(
         int | None, typer.Option(help=f"Images per model call (default: {InferenceConfig.batch_size}).")
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(help=f"Decoding threads (default: {InferenceConfig.workers}).")
+        int | None,
+        typer.Option(
+            help=f"Decoding threads (default: {InferenceConfig.workers}, or one while images are cheap "
+            "to read and decode, such as 32x32 JPEGs from a local disk)."
+        ),
     ] = None,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Ignore rows already in --out and score every file again.")

@@ -120,6 +120,9 @@ class InferenceConfig:
     #: Measured on 2 cores: 32x32 JPEGs ~85 us, 128x128 ~230 us (one thread as fast as two),
     #: 256x256 ~390 us (two threads 1.4x faster).
     parallel_decode_above_s: float = 250e-6
+    #: ... and that arrive within this (wall time per image, waits included): slower reads,
+    #: as from network file systems, overlap on all `workers` threads whatever their CPU cost.
+    parallel_read_above_s: float = 1e-3
 
 
 @dataclass(frozen=True)

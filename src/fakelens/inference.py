@@ -170,9 +170,9 @@ class Detector:
 
         Decoding threads take runs of a batch, not single images (one task per image costs
         more in locking than a small image costs to decode). With `workers` left to None,
-        images found cheap to decode (`InferenceConfig.parallel_decode_above_s`) are decoded
-        on one thread, a batch at a time: for them a second thread spends more CPU taking turns
-        on the GIL than it saves, CPU the model needs.
+        images found cheap to decode and quick to read (`InferenceConfig`) are decoded on one
+        thread, a batch at a time: for them a second thread spends more CPU taking turns on the
+        GIL than it saves, CPU the model needs. Slow reads (network file systems) stay spread.
         """
         if workers is not None and workers < 1:
             raise InvalidArgumentError(f"workers must be at least 1; received {workers}")
@@ -215,29 +215,36 @@ class Detector:
 
 
 class _DecodeCost:
-    """CPU seconds per image spent preparing recent images (thread time: waiting for the GIL
-    or the disk is not counted). A run of `enough` images replaces the estimate, a shorter one
-    moves it part way: the first images of a scan pay for warming caches and threads."""
+    """What preparing recent images cost, per image: CPU time (`time.thread_time`) and wall
+    time (CPU plus waiting for the disk or the GIL). A run of `enough` images replaces the
+    estimate, a shorter one moves it part way: the first images pay for warming up."""
 
     def __init__(self, enough: int) -> None:
         self.enough = enough
         self._lock = threading.Lock()
-        self._per_image: float | None = None
+        self._per_image: tuple[float, float] | None = None  # (CPU, wall) seconds
 
-    def add(self, seconds: float, images: int) -> None:
+    def add(self, cpu: float, wall: float, images: int) -> None:
         if not images:
             return
+        latest = (cpu / images, wall / images)
         with self._lock:
-            latest = seconds / images
             if self._per_image is None:
                 self._per_image = latest
             else:
-                self._per_image += (latest - self._per_image) * min(1.0, images / self.enough)
+                weight = min(1.0, images / self.enough)
+                self._per_image = tuple(
+                    old + (new - old) * weight for old, new in zip(self._per_image, latest)
+                )
 
     def cheap(self) -> bool:
-        """Whether recent images cost less than `InferenceConfig.parallel_decode_above_s`."""
+        """Whether recent images were cheap to decode and quick to read
+        (`InferenceConfig.parallel_decode_above_s`, `parallel_read_above_s`)."""
         with self._lock:
-            return self._per_image is not None and self._per_image < InferenceConfig.parallel_decode_above_s
+            if self._per_image is None:
+                return False
+            cpu, wall = self._per_image
+        return cpu < InferenceConfig.parallel_decode_above_s and wall < InferenceConfig.parallel_read_above_s
 
 
 def _done(result: list[np.ndarray | str]) -> Future:
@@ -249,8 +256,8 @@ def _done(result: list[np.ndarray | str]) -> Future:
 def _attempt_all(
     load: Callable[[int], np.ndarray], indices: list[int], cost: _DecodeCost | None = None
 ) -> list[np.ndarray | str]:
-    """Each prepared image, or the reason it could not be prepared; their CPU time goes to `cost`."""
-    began = time.thread_time()
+    """Each prepared image, or the reason it could not be prepared; what they cost goes to `cost`."""
+    began, began_cpu = time.perf_counter(), time.thread_time()
     prepared: list[np.ndarray | str] = []
     for index in indices:
         try:
@@ -258,7 +265,7 @@ def _attempt_all(
         except ImageDecodeError as exc:
             prepared.append(exc.reason)
     if cost is not None:
-        cost.add(time.thread_time() - began, len(indices))
+        cost.add(time.thread_time() - began_cpu, time.perf_counter() - began, len(indices))
     return prepared
 
 
