@@ -11,7 +11,8 @@ On the official CIFAKE test images (20,000; `--quick`: 2,000), for each model an
   writing the CSV), from the zip and from the same images extracted to a temporary folder.
 - pipeline_only: the same scans with a model that returns a constant: the scan's own ceiling.
 
-Throughputs are the best of `--repeats` runs (the machine may be shared). Then latency:
+Throughputs are the best of `--repeats` runs, taken in turns (model only, zip scan, folder
+scan, and again), so that a slow spell of a shared machine slows them all rather than one. Then latency:
 `Detector.predict`, warm, on one 32x32 JPEG and one generated 12-megapixel JPEG (p50/p99); and
 memory: the peak RSS of scans of N and 5N files (a list of hard links to the extracted images),
 each in a fresh process. Ratios compare figures of this run only. Writes
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -101,28 +103,30 @@ def naive_rate(model, files: list[Path], size: tuple[int, int]) -> float:
     return len(files) / (time.perf_counter() - began)
 
 
-def best_rate(run, count: int, repeats: int) -> float:
-    """Images per second of the fastest of `repeats` calls of `run()`."""
-    seconds = []
+def best_rates(runs: dict[str, Callable[[], None]], count: int, repeats: int) -> dict[str, float]:
+    """Images per second of the fastest of `repeats` calls of each run, the runs taking turns:
+    a slow spell of the machine then slows all of them, not one, and their ratios stay fair."""
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
-        began = time.perf_counter()
-        run()
-        seconds.append(time.perf_counter() - began)
-    return count / min(seconds)
+        for name, run in runs.items():
+            began = time.perf_counter()
+            run()
+            seconds[name].append(time.perf_counter() - began)
+    return {name: count / min(times) for name, times in seconds.items()}
 
 
-def model_only_rate(detector: Detector, images: np.ndarray, repeats: int) -> float:
+def model_only(detector: Detector, images: np.ndarray) -> Callable[[], None]:
     detector.predict_batch(images[: detector.batch_size])
-    return best_rate(lambda: detector.predict_batch(images), len(images), repeats)
+    return lambda: detector.predict_batch(images)
 
 
-def scan_rate(detector: Detector, source: Path, out: Path, expected: int, repeats: int) -> float:
+def scanner(detector: Detector, source: Path, out: Path, expected: int) -> Callable[[], None]:
     def run() -> None:
         summary = scan(detector, source, out, include=["test/*"], quiet=True, resume=False)
         if summary.scored != expected:
             raise RuntimeError(f"scan of {source} scored {summary.scored} of {expected} images")
 
-    return best_rate(run, expected, repeats)
+    return run
 
 
 class ConstantModel:
@@ -208,10 +212,14 @@ def main() -> None:
         images = np.stack([load_image(path, (32, 32)) for path in files])
         small_jpeg = files[0].read_bytes()
         constant = Detector(ConstantModel(), ModelCard(name="constant", architecture="constant"))
-        result["pipeline_only_per_second"] = {
-            "zip": scan_rate(constant, source, tmp / "scan.csv", count, best_of),
-            "folder": scan_rate(constant, folder, tmp / "scan.csv", count, best_of),
-        }
+        result["pipeline_only_per_second"] = best_rates(
+            {
+                "zip": scanner(constant, source, tmp / "scan.csv", count),
+                "folder": scanner(constant, folder, tmp / "scan.csv", count),
+            },
+            count,
+            best_of,
+        )
         print(
             "pipeline only (a model that returns a constant): "
             + ", ".join(
@@ -223,14 +231,18 @@ def main() -> None:
             naive_per_second = naive_rate(keras_model, files[:naive], (32, 32))
             for backend in args.backends:
                 detector = load_detector(model, backend=backend)
+                runs = {
+                    "model_only": model_only(detector, images),
+                    "scan_zip": scanner(detector, source, tmp / "scan.csv", count),
+                    "scan_folder": scanner(detector, folder, tmp / "scan.csv", count),
+                }
+                rates = best_rates(runs, count, best_of)
                 row = {
                     "model": model,
                     "backend": backend,
                     "images": count,
                     "naive_keras_per_second": naive_per_second,
-                    "model_only_per_second": model_only_rate(detector, images, best_of),
-                    "scan_zip_per_second": scan_rate(detector, source, tmp / "scan.csv", count, best_of),
-                    "scan_folder_per_second": scan_rate(detector, folder, tmp / "scan.csv", count, best_of),
+                    **{f"{name}_per_second": rate for name, rate in rates.items()},
                 }
                 for where in ("zip", "folder"):
                     rate = row[f"scan_{where}_per_second"]
