@@ -12,6 +12,7 @@ import pytest
 from conftest import encode, random_image
 
 import fakelens
+from fakelens.config import InferenceConfig
 from fakelens.errors import InvalidArgumentError, ModelLoadError
 from fakelens.inference import Detector
 
@@ -104,25 +105,29 @@ def _decoding_threads(detector: Detector, cost_s: float, wait_s: float = 0.0, **
     spent as decoders spend it (with the GIL released: hashing large blocks), and `wait_s` of
     waiting, as for a slow disk."""
     threads: set[int] = set()
-    block = bytes(1 << 14)
+    block, image = bytes(1 << 14), random_image(0)
 
     def load(index: int) -> np.ndarray:
         finish = time.thread_time() + cost_s
         while time.thread_time() < finish:
             hashlib.sha256(block)
-        time.sleep(wait_s)
+        if wait_s:
+            time.sleep(wait_s)
         if index >= 8 * detector.batch_size:
             threads.add(threading.get_ident())
-        return random_image(index % 7)
+        return image
 
     list(detector.score_stream([str(i) for i in range(16 * detector.batch_size)], load, **options))
     return len(threads)
 
 
-def test_cheap_images_are_decoded_on_one_thread_costly_ones_on_all(detector):
+def test_cheap_images_are_decoded_on_one_thread_costly_ones_on_all(detector, monkeypatch):
     # Cheap images: a second decoding thread would spend more on GIL hand-offs than it saves.
+    # Thresholds far from every cost below, so a noisy machine cannot tip a batch across.
+    monkeypatch.setattr(InferenceConfig, "parallel_decode_above_s", 400e-6)
+    monkeypatch.setattr(InferenceConfig, "parallel_read_above_s", 1e-3)
     wide = Detector(detector.model, detector.card, batch_size=16)
-    assert _decoding_threads(wide, 40e-6) == 1
+    assert _decoding_threads(wide, 20e-6) == 1
     assert _decoding_threads(wide, 2e-3) == 2
-    assert _decoding_threads(wide, 40e-6, wait_s=3e-3) == 2  # slow reads overlap
-    assert _decoding_threads(wide, 40e-6, workers=2) == 2  # an explicit count is obeyed
+    assert _decoding_threads(wide, 20e-6, wait_s=4e-3) == 2  # slow reads overlap
+    assert _decoding_threads(wide, 20e-6, workers=2) == 2  # an explicit count is obeyed
