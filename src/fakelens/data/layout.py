@@ -213,10 +213,11 @@ class ZipSource(ImageSource):
         return str(member.file_size), "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}".format(*member.date_time)
 
     def fingerprint(self) -> str:
+        names = self.names()
+        records = self._index.records[[self._index.positions[name] for name in names]]
         digest = hashlib.sha256()
-        for name in self.names():
-            member = self._index.get(name)
-            digest.update(f"{name}\0{member.file_size}\0{member.CRC}\n".encode())
+        for name, size, crc in zip(names, records["file_size"].tolist(), records["crc"].tolist()):
+            digest.update(f"{name}\0{size}\0{crc}\n".encode())
         return digest.hexdigest()
 
 
