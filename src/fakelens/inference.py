@@ -225,8 +225,6 @@ class _DecodeCost:
         self._per_image: tuple[float, float] | None = None  # (CPU, wall) seconds
 
     def add(self, cpu: float, wall: float, images: int) -> None:
-        if not images:
-            return
         latest = (cpu / images, wall / images)
         with self._lock:
             if self._per_image is None:
