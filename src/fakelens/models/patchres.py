@@ -15,7 +15,7 @@ from fakelens.models.preprocess import raw_image_input
 from fakelens.models.registry import register_model
 
 RECIPE = Recipe(
-    epochs=11, batch_size=128, learning_rate=3e-3, weight_decay=5e-4, schedule="cosine", augment=True
+    epochs=13, batch_size=128, learning_rate=3e-3, weight_decay=5e-4, schedule="cosine", augment=True
 )
 
 
