@@ -7,7 +7,14 @@ import zipfile
 
 import pytest
 
-from fakelens.data.layout import FolderSource, ZipSource, kaggle_entries, open_source, resolve_data_path
+from fakelens.data.layout import (
+    FolderSource,
+    ZipSource,
+    kaggle_entries,
+    open_input,
+    open_source,
+    resolve_data_path,
+)
 from fakelens.errors import DatasetLayoutError, ImageDecodeError
 
 
@@ -122,3 +129,16 @@ def test_fingerprint_changes_when_a_file_changes(tiny_layout, tmp_path):
     before = open_source(copy).fingerprint()
     (copy / "train" / "REAL" / "0.jpg").write_bytes(b"changed")
     assert open_source(copy).fingerprint() != before
+
+
+@pytest.mark.parametrize("prefix", ["", "t", "test/", "test/REAL/", "train/FAKE", "test/REAL/zz", "zzz"])
+def test_sources_list_the_names_under_a_prefix(tiny_layout, tmp_path, prefix):
+    """Folders prune, zips bisect, path lists filter: each gives what filtering would."""
+    archive = zip_folder(tiny_layout, tmp_path / "d.zip")
+    listing = tmp_path / "paths.txt"
+    listing.write_text("".join(f"{name}\n" for name in FolderSource(tiny_layout).names()))
+    for spec in (tiny_layout, archive, f"@{listing}"):  # a list is read once: open it twice
+        with open_input(spec) as whole, open_input(spec) as under_prefix:
+            everything = list(whole.iter_names())
+            assert list(under_prefix.iter_names(prefix)) == [n for n in everything if n.startswith(prefix)]
+            assert len(everything) == 24

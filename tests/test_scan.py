@@ -9,10 +9,12 @@ import zipfile
 
 import pytest
 from conftest import encode, random_image
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fakelens.errors import FakelensError
 from fakelens.inference import Detector
-from fakelens.scan import COLUMNS, scan
+from fakelens.scan import COLUMNS, literal_prefix, scan, selector
 
 
 @pytest.fixture(scope="module")
@@ -298,3 +300,43 @@ def test_a_scanned_folder_that_cannot_be_listed_is_a_clear_error(
     refuse_listing(monkeypatch, mixed_folder)
     with pytest.raises(FakelensError, match="cannot list this folder: Permission denied"):
         scan(detector, mixed_folder, tmp_path / "r.csv", quiet=True)
+
+
+@pytest.mark.parametrize(
+    ("include", "prefix"),
+    [
+        ((), ""),
+        (["test/*"], "test/"),
+        (["test/REAL/*", "test/FAKE/*"], "test/"),
+        (["*.jpg"], ""),
+        (["ab?/*", "abc[de]"], "ab"),
+    ],
+)
+def test_literal_prefix_stops_at_the_first_wildcard(include, prefix):
+    assert literal_prefix(include) == prefix
+
+
+#: Glob pieces, each with what it can match.
+_GLOB_PARTS = {
+    "a": st.just("a"),
+    "/": st.just("/"),
+    ".": st.just("."),
+    "*": st.text(alphabet="ab/.", max_size=3),
+    "?": st.sampled_from("ab/."),
+    "[ab]": st.sampled_from("ab"),
+    "[!a]": st.sampled_from("b/."),
+}
+
+
+@given(data=st.data())
+def test_every_name_an_include_matches_starts_with_its_literal_prefix(data):
+    """What lets a scan list only the names under the prefix without missing a match: names
+    made to match one of the patterns all start with it."""
+    patterns = data.draw(
+        st.lists(st.lists(st.sampled_from(list(_GLOB_PARTS)), max_size=6), min_size=1, max_size=3)
+    )
+    include = ["".join(parts) for parts in patterns]
+    chosen = data.draw(st.sampled_from(patterns))
+    name = "".join(data.draw(_GLOB_PARTS[part]) for part in chosen)
+    assert selector(include)(name)
+    assert name.startswith(literal_prefix(include))

@@ -48,7 +48,8 @@ names = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters
 @given(
     members=st.lists(st.tuples(st.lists(names, min_size=1, max_size=3), st.binary(max_size=64)), max_size=8),
     compression=st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]),
-    comment=st.binary(max_size=40),
+    # zipfile cannot read back an archive whose comment holds the end record's signature.
+    comment=st.binary(max_size=40).filter(lambda comment: b"PK\x05\x06" not in comment),
 )
 def test_agrees_with_zipfile_on_any_names_sizes_and_comments(tmp_path, members, compression, comment):
     target = tmp_path / "any.zip"

@@ -147,6 +147,13 @@ def selector(include: Sequence[str]) -> Callable[[str], object] | None:
     return re.compile("|".join(f"(?:{translate(p)})" for p in include)).match if include else None
 
 
+def literal_prefix(include: Sequence[str]) -> str:
+    """What every name matching one of the `include` globs starts with: the text before the
+    first wildcard, common to all of them ("" when there are none)."""
+    literals = [re.split(r"[*?[]", pattern, maxsplit=1)[0] for pattern in include]
+    return os.path.commonprefix(literals)  # noqa: RUF071 (characters, not path components, are meant)
+
+
 def _to_score(
     source: ImageSource,
     include: Sequence[str],
@@ -156,7 +163,7 @@ def _to_score(
 ) -> Iterator[str]:
     """Display names of the image files that need a row, registered in `pending` as they go."""
     selected = selector(include)
-    for name in source.iter_names():
+    for name in source.iter_names(literal_prefix(include)):
         if selected is not None and not selected(name):
             continue
         display = printable_name(source.display_name(name))

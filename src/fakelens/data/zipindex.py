@@ -90,7 +90,7 @@ class ZipIndex:
         at = self.positions.get(name)
         if at is None:
             return None
-        flags, method, time, date, crc, compressed, size, _, _, _, offset = self.records[at].tolist()
+        flags, method, time, date, crc, compressed, size, _, _, _, offset = self.records.item(at)
         # As ZipInfo.date_time: the MS-DOS date and time fields, two-second resolution.
         moment = (
             (date >> 9) + 1980,

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from fakelens.config import MAX_FILE_BYTES
 from fakelens.data.layout import DisplayNameReader, is_image_name, open_input
 from fakelens.errors import DatasetLayoutError, ImageDecodeError
-from fakelens.scan import selector
+from fakelens.scan import literal_prefix, selector
 
 #: A listed file: `path` (its display name), `size` (None when unknown) and `modified`.
 Listed = dict[str, Any]
@@ -44,7 +44,7 @@ def list_images(
     rows: list[Listed] = []
     not_images: list[str] = []
     unlisted: list[tuple[str, str]] = []
-    entries = _uri_listing(text) if is_uri(text) else _local_listing(text, unlisted)
+    entries = _uri_listing(text) if is_uri(text) else _local_listing(text, unlisted, literal_prefix(include))
     for relative, display, size, modified in entries:
         if selected is not None and not selected(relative):
             continue
@@ -55,11 +55,12 @@ def list_images(
     return rows, not_images, unlisted
 
 
-def _local_listing(source: str, unlisted: list[tuple[str, str]]) -> Iterator[_Entry]:
-    """A folder, zip or list as the local scan sees it: same names, same sizes and times; the
-    folders it could not list go to `unlisted`, as the local scan reports them."""
+def _local_listing(source: str, unlisted: list[tuple[str, str]], prefix: str) -> Iterator[_Entry]:
+    """A folder, zip or list as the local scan sees it (names starting with `prefix`): same
+    names, same sizes and times; the folders it could not list go to `unlisted`, as the local
+    scan reports them."""
     with open_input(source) as opened:
-        for name in opened.iter_names():
+        for name in opened.iter_names(prefix):
             yield name, opened.display_name(name), *opened.stat(name)
         unlisted.extend((opened.display_name(folder), reason) for folder, reason in opened.unlisted)
 
