@@ -217,7 +217,7 @@ class ZipSource(ImageSource):
         if member is None:
             return "", ""
         # Formatted, not parsed: a damaged entry may carry an impossible date (month 0).
-        return str(member.file_size), "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}".format(*member.date_time)
+        return str(member.file_size), "%04d-%02d-%02dT%02d:%02d:%02d" % member.date_time  # noqa: UP031 (2x faster)
 
     def fingerprint(self) -> str:
         names = self.names()

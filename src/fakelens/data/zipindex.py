@@ -46,7 +46,16 @@ class Member(NamedTuple):
     compress_size: int
     file_size: int
     header_offset: int
-    date_time: tuple[int, int, int, int, int, int]
+    dos_date: int
+    dos_time: int
+
+    @property
+    def date_time(self) -> tuple[int, int, int, int, int, int]:
+        """As ZipInfo.date_time: the MS-DOS date and time fields, two-second resolution (worked
+        out only when asked: reading a member does not need it)."""
+        date, time = self.dos_date, self.dos_time
+        day = ((date >> 9) + 1980, (date >> 5) & 0xF, date & 0x1F)
+        return (*day, time >> 11, (time >> 5) & 0x3F, (time & 0x1F) * 2)
 
 
 #: The fields used of a central directory file header (46 bytes, from its signature on).
@@ -91,16 +100,7 @@ class ZipIndex:
         if at is None:
             return None
         flags, method, time, date, crc, compressed, size, _, _, _, offset = self.records.item(at)
-        # As ZipInfo.date_time: the MS-DOS date and time fields, two-second resolution.
-        moment = (
-            (date >> 9) + 1980,
-            (date >> 5) & 0xF,
-            date & 0x1F,
-            time >> 11,
-            (time >> 5) & 0x3F,
-            (time & 0x1F) * 2,
-        )
-        return Member(flags, method, crc, compressed, size, offset, moment)
+        return Member(flags, method, crc, compressed, size, offset, date, time)
 
     @classmethod
     def from_infos(cls, infos: Sequence[zipfile.ZipInfo]) -> ZipIndex:
