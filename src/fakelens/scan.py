@@ -94,7 +94,8 @@ class _Pending:
         rows = []
         for record in records:
             size, modified = self.stats.popleft()
-            row = {**record.to_dict(), "size": int(size) if size else None, "modified": modified}
+            row = record.to_dict()
+            row["size"], row["modified"] = int(size) if size else None, modified
             if self.evidence is not None:
                 # A file that could not be read has no findings to report.
                 row[EVIDENCE_COLUMN] = self.evidence.pop(self.emitted, [])
