@@ -51,6 +51,23 @@ def test_bytes_like_inputs_and_unsupported_types(detector):
     assert "expected an (H, W, 3) uint8" in records[4].error
 
 
+def test_parallel_batches_score_as_one_at_a_time_and_keep_the_order(detector):
+    images = np.stack([random_image(100 + i) for i in range(4 * 5 + 3)])
+    names = [str(i) for i in range(len(images))]
+    one = Detector(detector.model, detector.card, batch_size=4)
+    many = Detector(detector.model, detector.card, batch_size=4, parallel_batches=3)
+    np.testing.assert_array_equal(one.predict_batch(images), many.predict_batch(images))
+    streams = [[r for batch in d.score_stream(names, images.__getitem__) for r in batch] for d in (one, many)]
+    assert streams[0] == streams[1] and [r.path for r in streams[1]] == names
+    with pytest.raises(InvalidArgumentError, match="parallel_batches must be at least 1; received 0"):
+        Detector(detector.model, detector.card, parallel_batches=0)
+
+
+def test_loaded_models_score_batches_in_parallel():
+    # onnxruntime runs each call on one thread (set per session), so batches go side by side.
+    assert fakelens.load_detector("seed", backend="onnx").parallel_batches == InferenceConfig.parallel_batches
+
+
 def test_nonsense_batch_size_and_workers_are_refused(detector):
     with pytest.raises(InvalidArgumentError, match="batch_size must be at least 1; received -1"):
         Detector(detector.model, detector.card, batch_size=-1)

@@ -315,6 +315,29 @@ def test_exclusive_work_runs_on_the_model_thread_between_batches():
     batcher.close()
 
 
+def test_parallel_batches_overlap_up_to_the_limit_and_exclusive_work_runs_alone():
+    lock = threading.Lock()
+    running, most, seen_by_task = [0], [0], []
+
+    def score(images: np.ndarray) -> np.ndarray:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return images[:, 0].astype(float)
+
+    batcher = MicroBatcher(score, window_s=0.0, max_batch=1, parallel=2)
+    futures = [batcher.submit(np.full((1, 1), i)) for i in range(6)]
+    task = batcher.run_exclusive(lambda: seen_by_task.append(running[0]))
+    later = batcher.submit(np.full((1, 1), 6))
+    assert [float(f.result(timeout=5)[0]) for f in [*futures, later]] == list(range(7))
+    task.result(timeout=5)
+    batcher.close()
+    assert most[0] == 2 and seen_by_task == [0]
+
+
 def png_with_text(**chunks: str) -> bytes:
     info = PngImagePlugin.PngInfo()
     for key, value in chunks.items():

@@ -56,20 +56,28 @@ class Detector:
     """Scores images: P(AI) per image, calibrated and thresholded by the model's card.
 
     `model` is a Keras model, or a `runtime.OnnxModel`: anything with `predict_on_batch`.
+    `parallel_batches` model calls may run at once (from different threads); more than one only
+    pays when each call runs on one thread, as `load` arranges.
     """
 
-    def __init__(self, model: Any, card: ModelCard, *, batch_size: int | None = None) -> None:
+    def __init__(
+        self, model: Any, card: ModelCard, *, batch_size: int | None = None, parallel_batches: int = 1
+    ) -> None:
         if batch_size is not None and batch_size < 1:
             raise InvalidArgumentError(f"batch_size must be at least 1; received {batch_size}")
+        if parallel_batches < 1:
+            raise InvalidArgumentError(f"parallel_batches must be at least 1; received {parallel_batches}")
         self.model = model
         self.card = card
         self.batch_size = batch_size or InferenceConfig.batch_size
+        self.parallel_batches = parallel_batches
 
     @classmethod
     def load(
         cls, path: str | os.PathLike[str], *, trust: bool = False, batch_size: int | None = None
     ) -> Detector:
         """Load a `.keras` file (TensorFlow) or an exported `.onnx` file (onnxruntime only)."""
+        parallel = InferenceConfig.parallel_batches
         if Path(path).suffix == BACKENDS["onnx"]:
             from fakelens.runtime import load_onnx
 
@@ -82,8 +90,10 @@ class Detector:
                     f"{path}: .keras models need TensorFlow ({exc.name} is not installed): "
                     "pip install 'fakelens[tf]', or use an exported .onnx model (--backend onnx)"
                 ) from None
+            if not _one_thread_per_op():
+                parallel = 1
             model, card = load_model(path, trust=trust, compile=False)
-        return cls(model, card, batch_size=batch_size)
+        return cls(model, card, batch_size=batch_size, parallel_batches=parallel)
 
     @property
     def name(self) -> str:
@@ -104,10 +114,12 @@ class Detector:
         """P(AI) for a batch of prepared (N, H, W, 3) uint8 images at the model's input size."""
         if len(images) == 0:
             return np.zeros(0)
-        raw = [
-            self._raw_scores(images[start : start + self.batch_size])
-            for start in range(0, len(images), self.batch_size)
-        ]
+        chunks = [images[start : start + self.batch_size] for start in range(0, len(images), self.batch_size)]
+        if len(chunks) == 1 or self.parallel_batches == 1:
+            raw = [self._raw_scores(chunk) for chunk in chunks]
+        else:
+            with ThreadPoolExecutor(max_workers=min(self.parallel_batches, len(chunks))) as pool:
+                raw = list(pool.map(self._raw_scores, chunks))
         return self.card.ai_probability(np.concatenate(raw))
 
     def _raw_scores(self, chunk: np.ndarray) -> np.ndarray:
@@ -163,55 +175,76 @@ class Detector:
     ) -> Iterator[list[Prediction]]:
         """Yield records batch by batch; `load(i)` prepares the i-th input or raises ImageDecodeError.
 
-        `names` is consumed lazily, a batch at a time. Three stages overlap: decoding runs
-        `batches_ahead` batches in front of the model, the model runs on a thread of its own
-        while more batches come, and the caller handles batch k (listing more names, writing
-        rows) while batch k + 1 is scored; reading, decoding and inference all release the GIL.
+        `names` is consumed lazily, a batch at a time. Three stages overlap: decoding starts as
+        soon as a batch is listed, the model scores `parallel_batches` batches at once on
+        threads that do nothing else (batches queue up for them, so they never wait for the
+        caller), and the caller turns batch k into records (and writes them, lists more names)
+        while later batches are decoded and scored (`batches_ahead` more than the model
+        threads hold); reading, decoding and inference all release the GIL. A lone batch (one
+        image's latency) is scored on the caller's thread, with no hand-off.
 
         Decoding threads take runs of a batch, not single images (one task per image costs
-        more in locking than a small image costs to decode). With `workers` left to None,
-        images found cheap to decode and quick to read (`InferenceConfig`) are decoded on one
-        thread, a batch at a time: for them a second thread spends more CPU taking turns on the
-        GIL than it saves, CPU the model needs. Slow reads (network file systems) stay spread.
+        more in locking than a small image costs to decode), and stack what they decoded. With
+        `workers` left to None, images found cheap to decode and quick to read
+        (`InferenceConfig`) are decoded on one thread, a batch at a time: for them a second
+        thread spends more CPU taking turns on the GIL than it saves, CPU the model needs. Slow
+        reads (network file systems) stay spread.
         """
         if workers is not None and workers < 1:
             raise InvalidArgumentError(f"workers must be at least 1; received {workers}")
         threads = workers or InferenceConfig.workers
         cost = _DecodeCost(enough=self.batch_size) if workers is None else None
         indexed = enumerate(names)
+        batches = iter(lambda: list(islice(indexed, self.batch_size)), [])
         with (
             ThreadPoolExecutor(max_workers=threads) as pool,
             ThreadPoolExecutor(max_workers=1) as serial,
-            ThreadPoolExecutor(max_workers=1) as model,
+            ThreadPoolExecutor(max_workers=self.parallel_batches) as model,
         ):
-            pending: deque = deque()
-            scoring: deque[Future] = deque()
-            while batch := list(islice(indexed, self.batch_size)):
+
+            def decode(batch: list[tuple[int, str]]) -> tuple[list[str], list[Future]]:
                 indices = [i for i, _ in batch]
                 if len(indices) == 1:  # a lone image: handing it to a thread only adds latency
-                    futures = [_done(_attempt_all(load, indices, cost))]
+                    runs = [_done(_prepare_run(load, indices, cost))]
                 elif cost is not None and cost.cheap():
-                    futures = [serial.submit(_attempt_all, load, indices, cost)]
+                    runs = [serial.submit(_prepare_run, load, indices, cost)]
                 else:
                     step = -(-len(indices) // threads)
-                    runs = [indices[start : start + step] for start in range(0, len(indices), step)]
-                    futures = [pool.submit(_attempt_all, load, run, cost) for run in runs]
-                pending.append(([name for _, name in batch], futures))
-                if len(pending) > batches_ahead:
-                    scoring.append(model.submit(self._score, *pending.popleft()))
-                if len(scoring) > 1:
-                    yield scoring.popleft().result()
-            while scoring:
-                yield scoring.popleft().result()
-            while pending:  # the last batches (a single image's only one) need no hand-off
-                yield self._score(*pending.popleft())
+                    chunks = [indices[start : start + step] for start in range(0, len(indices), step)]
+                    runs = [pool.submit(_prepare_run, load, chunk, cost) for chunk in chunks]
+                return [name for _, name in batch], runs
 
-    def _score(self, names: list[str], futures: list[Future]) -> list[Prediction]:
-        prepared = [item for future in futures for item in future.result()]
-        good = [i for i, item in enumerate(prepared) if isinstance(item, np.ndarray)]
-        images = [item for item in prepared if isinstance(item, np.ndarray)]
-        scored = dict(zip(good, self.records([names[i] for i in good], np.stack(images)))) if good else {}
-        return [scored[i] if i in scored else self.failure(names[i], item) for i, item in enumerate(prepared)]
+            scoring: deque[tuple[list[str], Future]] = deque()
+            current = next(batches, None)
+            while current is not None:
+                names_now, runs = decode(current)
+                current = next(batches, None)  # listed while this batch decodes
+                if current is None and not scoring:
+                    yield self._records(names_now, *self._scores(runs))
+                    return
+                scoring.append((names_now, model.submit(self._scores, runs)))
+                if len(scoring) > batches_ahead + self.parallel_batches - 1:
+                    done_names, done = scoring.popleft()
+                    yield self._records(done_names, *done.result())
+            while scoring:
+                done_names, done = scoring.popleft()
+                yield self._records(done_names, *done.result())
+
+    def _scores(self, runs: list[Future]) -> tuple[np.ndarray, list[str | None]]:
+        """P(AI) of the images decoded by `runs`, and each input's failure reason (None: scored)."""
+        decoded = [run.result() for run in runs]
+        stacks = [images for images, _ in decoded if len(images)]
+        reasons = [reason for _, run_reasons in decoded for reason in run_reasons]
+        return self.predict_batch(np.concatenate(stacks) if stacks else np.zeros(0)), reasons
+
+    def _records(self, names: list[str], scores: np.ndarray, reasons: list[str | None]) -> list[Prediction]:
+        scored = iter(
+            self.to_records([name for name, reason in zip(names, reasons) if reason is None], scores)
+        )
+        return [
+            next(scored) if reason is None else self.failure(name, reason)
+            for name, reason in zip(names, reasons)
+        ]
 
 
 class _DecodeCost:
@@ -251,20 +284,37 @@ def _done(result: list[np.ndarray | str]) -> Future:
     return future
 
 
-def _attempt_all(
+def _prepare_run(
     load: Callable[[int], np.ndarray], indices: list[int], cost: _DecodeCost | None = None
-) -> list[np.ndarray | str]:
-    """Each prepared image, or the reason it could not be prepared; what they cost goes to `cost`."""
+) -> tuple[np.ndarray, list[str | None]]:
+    """The images of `indices` that could be prepared, stacked, and each index's failure reason
+    (None for those prepared); what they cost goes to `cost`."""
     began, began_cpu = time.perf_counter(), time.thread_time()
-    prepared: list[np.ndarray | str] = []
+    images: list[np.ndarray] = []
+    reasons: list[str | None] = []
     for index in indices:
         try:
-            prepared.append(load(index))
+            images.append(load(index))
+            reasons.append(None)
         except ImageDecodeError as exc:
-            prepared.append(exc.reason)
+            reasons.append(exc.reason)
     if cost is not None:
         cost.add(time.thread_time() - began_cpu, time.perf_counter() - began, len(indices))
-    return prepared
+    return (np.stack(images) if images else np.zeros(0)), reasons
+
+
+def _one_thread_per_op() -> bool:
+    """Have TensorFlow run each operation on one thread, unless it already runs (its threads
+    are fixed then) or the caller chose a number itself; whether it does."""
+    import tensorflow as tf
+
+    threading_config = tf.config.threading
+    if threading_config.get_intra_op_parallelism_threads() == 0:
+        try:
+            threading_config.set_intra_op_parallelism_threads(1)
+        except RuntimeError:  # TensorFlow has started (trained or scored in this process)
+            return False
+    return threading_config.get_intra_op_parallelism_threads() == 1
 
 
 def _describe(item: Input, index: int) -> str:

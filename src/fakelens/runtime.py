@@ -48,7 +48,9 @@ def load_onnx(path: str | os.PathLike[str]) -> tuple[OnnxModel, ModelCard]:
     except ImportError:
         raise ModelLoadError(f"{path}: ONNX models need onnxruntime; {INSTALL_HINT}") from None
     options = onnxruntime.SessionOptions()
-    # Idle inference threads would otherwise spin, taking the cores that decoding needs.
+    # Each batch on one thread: `Detector` scores batches in parallel (InferenceConfig), which
+    # leaves no thread idle, nor spinning on the cores that decoding needs.
+    options.intra_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

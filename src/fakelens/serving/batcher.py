@@ -1,8 +1,10 @@
 """Group images from concurrent requests into one model call.
 
-One thread owns the model: request handlers only enqueue work and wait on a future, so the
-model is never called from two threads at once, and requests that arrive within a few
-milliseconds of each other share a batch (much cheaper per image than one call each).
+One thread gathers the work: request handlers only enqueue it and wait on a future, and
+requests that arrive within a few milliseconds of each other share a batch (much cheaper per
+image than one call each). Up to `parallel` batches are scored at once (a model whose calls
+each run on one thread, see `Detector.parallel_batches`); other work on the model, such as a
+heatmap, runs alone, once the batches before it are done.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,10 +38,18 @@ class _Task:
 class MicroBatcher:
     """`submit(images)` returns a future of `score(images)`, computed in a shared batch."""
 
-    def __init__(self, score: Callable[[np.ndarray], np.ndarray], *, window_s: float, max_batch: int) -> None:
+    def __init__(
+        self, score: Callable[[np.ndarray], np.ndarray], *, window_s: float, max_batch: int, parallel: int = 1
+    ) -> None:
         self._score = score
         self.window_s = window_s
         self.max_batch = max_batch
+        self.parallel = parallel
+        #: Scoring threads when batches run in parallel; one batch at a time runs on the gatherer.
+        self._pool = (
+            ThreadPoolExecutor(parallel, thread_name_prefix="fakelens-score") if parallel > 1 else None
+        )
+        self._scoring: deque[Future] = deque()
         self._queue: queue.Queue[_Job | _Task | None] = queue.Queue()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="fakelens-batcher", daemon=True)
@@ -56,7 +67,8 @@ class MicroBatcher:
         return future
 
     def run_exclusive(self, call: Callable[[], Any]) -> Future:
-        """Run `call()` on the model's thread between batches; a future of its result."""
+        """Run `call()` on the gathering thread, alone: after the batches before it are scored,
+        before those after it start. A future of its result."""
         if self._closed:
             raise RuntimeError("the batcher is closed")
         future: Future = Future()
@@ -70,14 +82,24 @@ class MicroBatcher:
         self._thread.join()
 
     def _run(self) -> None:
+        try:
+            self._gather()
+        finally:
+            self._wait_for_batches(0)
+            if self._pool is not None:
+                self._pool.shutdown()
+
+    def _gather(self) -> None:
         stopping = False
         while not stopping:
             first = self._queue.get()
             if first is None:
                 return
             if isinstance(first, _Task):
-                _run_task(first)
+                self._run_alone(first)
                 continue
+            # While every scoring thread is busy, requests queue up to join this batch.
+            self._wait_for_batches(self.parallel - 1)
             jobs, count = [first], len(first.images)
             deadline = time.monotonic() + self.window_s
             while count < self.max_batch:
@@ -89,11 +111,23 @@ class MicroBatcher:
                     stopping = True
                     break
                 if isinstance(following, _Task):
-                    _run_task(following)
+                    self._run_alone(following)
                     continue
                 jobs.append(following)
                 count += len(following.images)
-            self._score_jobs(jobs)
+            if self._pool is None:
+                self._score_jobs(jobs)
+            else:
+                self._scoring.append(self._pool.submit(self._score_jobs, jobs))
+
+    def _wait_for_batches(self, left: int) -> None:
+        """Wait until at most `left` batches are being scored."""
+        while len(self._scoring) > left:
+            self._scoring.popleft().result()
+
+    def _run_alone(self, task: _Task) -> None:
+        self._wait_for_batches(0)
+        _run_task(task)
 
     def _score_jobs(self, jobs: list[_Job]) -> None:
         jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]

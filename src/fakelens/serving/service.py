@@ -35,7 +35,10 @@ class Service:
     @classmethod
     def start(cls, detector: Detector, config: ServeConfig) -> Service:
         batcher = MicroBatcher(
-            detector.predict_batch, window_s=config.batch_window_ms / 1000, max_batch=config.max_batch
+            detector.predict_batch,
+            window_s=config.batch_window_ms / 1000,
+            max_batch=config.max_batch,
+            parallel=detector.parallel_batches,
         )
         return cls(detector, config, batcher)
 
