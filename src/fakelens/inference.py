@@ -141,12 +141,8 @@ class Detector:
         for size in sorted({min(self.batch_size, 1 << k) for k in range(self.batch_size.bit_length() + 1)}):
             self.predict_batch(np.zeros((size, height, width, 3), np.uint8))
 
-    def records(self, names: Sequence[str], images: np.ndarray) -> list[Prediction]:
-        """Result records for prepared images."""
-        return self.to_records(names, self.predict_batch(images))
-
     def to_records(self, names: Sequence[str], probabilities: np.ndarray) -> list[Prediction]:
-        """Result records for scores already computed by `predict_batch`."""
+        """Result records for scores computed by `predict_batch`."""
         labels = self.card.labels(probabilities)
         return [
             Prediction(name, str(label), float(p), self.name)
@@ -278,7 +274,7 @@ class _DecodeCost:
         return cpu < InferenceConfig.parallel_decode_above_s and wall < InferenceConfig.parallel_read_above_s
 
 
-def _done(result: list[np.ndarray | str]) -> Future:
+def _done(result: tuple[np.ndarray, list[str | None]]) -> Future:
     future: Future = Future()
     future.set_result(result)
     return future
@@ -305,10 +301,14 @@ def _prepare_run(
 
 def _one_thread_per_op() -> bool:
     """Have TensorFlow run each operation on one thread, unless it already runs (its threads
-    are fixed then) or the caller chose a number itself; whether it does."""
+    are fixed then) or the user chose a number (`tf.config.threading`, TF_NUM_INTRAOP_THREADS);
+    whether it does."""
     import tensorflow as tf
 
     threading_config = tf.config.threading
+    chosen = os.environ.get("TF_NUM_INTRAOP_THREADS")
+    if chosen is not None:
+        return chosen.strip() == "1"
     if threading_config.get_intra_op_parallelism_threads() == 0:
         try:
             threading_config.set_intra_op_parallelism_threads(1)

@@ -174,6 +174,11 @@ class ZipSource(ImageSource):
     def names(self) -> list[str]:
         return sorted(self._index.positions)
 
+    def iter_names(self, prefix: str = "") -> Iterator[str]:
+        """Members starting with `prefix`, sorted: picked first, so only they are sorted (the
+        directory's order is the archive's, not sorted)."""
+        return iter(sorted(name for name in self._index.positions if name.startswith(prefix)))
+
     def read(self, name: str) -> bytes:
         member = self._index.get(name)
         if member is None:
