@@ -175,8 +175,8 @@ def scan(
     workers: Annotated[
         int | None,
         typer.Option(
-            help=f"Decoding threads (default: {InferenceConfig.workers}, or one while images are cheap "
-            "to read and decode, such as 32x32 JPEGs from a local disk)."
+            help=f"Decoding threads (default: {InferenceConfig.workers}, or none of their own while "
+            "images are cheap to read and decode, such as 32x32 JPEGs from a local disk)."
         ),
     ] = None,
     fresh: Annotated[

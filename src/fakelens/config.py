@@ -121,7 +121,8 @@ class InferenceConfig:
     #: Decoding threads; the decoders release the GIL while decoding.
     workers: int = max(2, os.cpu_count() or 2)
     #: Unless `workers` is given, images that take less CPU than this to read and decode are
-    #: decoded on one thread: the GIL hand-offs between two would cost more than they save.
+    #: decoded on the thread that lists them: GIL hand-offs to another would cost more than
+    #: they save.
     #: Measured on 2 cores: 32x32 JPEGs ~85 us, 128x128 ~230 us (one thread as fast as two),
     #: 256x256 ~390 us (two threads 1.4x faster).
     parallel_decode_above_s: float = 250e-6

@@ -171,20 +171,20 @@ class Detector:
     ) -> Iterator[list[Prediction]]:
         """Yield records batch by batch; `load(i)` prepares the i-th input or raises ImageDecodeError.
 
-        `names` is consumed lazily, a batch at a time. Three stages overlap: decoding starts as
-        soon as a batch is listed, the model scores `parallel_batches` batches at once on
-        threads that do nothing else (batches queue up for them, so they never wait for the
-        caller), and the caller turns batch k into records (and writes them, lists more names)
-        while later batches are decoded and scored (`batches_ahead` more than the model
-        threads hold); reading, decoding and inference all release the GIL. A lone batch (one
-        image's latency) is scored on the caller's thread, with no hand-off.
+        `names` is consumed lazily, a batch at a time. The stages overlap: the model scores
+        `parallel_batches` batches at once on threads that do nothing else (decoded batches
+        queue up for them, so they never wait for the caller), while the caller lists and
+        decodes later batches and turns batch k into records (and writes them); `batches_ahead`
+        batches wait beyond those the model threads hold. Reading, decoding and inference all
+        release the GIL. A lone batch (one image's latency) is scored on the caller's thread,
+        with no hand-off.
 
         Decoding threads take runs of a batch, not single images (one task per image costs
         more in locking than a small image costs to decode), and stack what they decoded. With
         `workers` left to None, images found cheap to decode and quick to read
-        (`InferenceConfig`) are decoded on one thread, a batch at a time: for them a second
-        thread spends more CPU taking turns on the GIL than it saves, CPU the model needs. Slow
-        reads (network file systems) stay spread.
+        (`InferenceConfig`) are decoded on the caller's thread, a batch at a time: for them a
+        thread of their own spends more CPU taking turns on the GIL than it saves, CPU the
+        model needs. Slow reads (network file systems) stay spread over `workers` threads.
         """
         if workers is not None and workers < 1:
             raise InvalidArgumentError(f"workers must be at least 1; received {workers}")
@@ -194,16 +194,14 @@ class Detector:
         batches = iter(lambda: list(islice(indexed, self.batch_size)), [])
         with (
             ThreadPoolExecutor(max_workers=threads) as pool,
-            ThreadPoolExecutor(max_workers=1) as serial,
             ThreadPoolExecutor(max_workers=self.parallel_batches) as model,
         ):
 
             def decode(batch: list[tuple[int, str]]) -> tuple[list[str], list[Future]]:
                 indices = [i for i, _ in batch]
-                if len(indices) == 1:  # a lone image: handing it to a thread only adds latency
+                # A lone image, or cheap ones: handing them to a thread costs more than it saves.
+                if len(indices) == 1 or (cost is not None and cost.cheap()):
                     runs = [_done(_prepare_run(load, indices, cost))]
-                elif cost is not None and cost.cheap():
-                    runs = [serial.submit(_prepare_run, load, indices, cost)]
                 else:
                     step = -(-len(indices) // threads)
                     chunks = [indices[start : start + step] for start in range(0, len(indices), step)]
