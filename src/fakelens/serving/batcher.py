@@ -4,7 +4,7 @@ One thread gathers the work: request handlers only enqueue it and wait on a futu
 requests that arrive within a few milliseconds of each other share a batch (much cheaper per
 image than one call each). Up to `parallel` batches are scored at once (a model whose calls
 each run on one thread, see `Detector.parallel_batches`); other work on the model, such as a
-heatmap, runs alone, once the batches before it are done.
+heatmap, runs alone, once the batches being scored are done.
 """
 
 from __future__ import annotations
@@ -67,8 +67,8 @@ class MicroBatcher:
         return future
 
     def run_exclusive(self, call: Callable[[], Any]) -> Future:
-        """Run `call()` on the gathering thread, alone: after the batches before it are scored,
-        before those after it start. A future of its result."""
+        """Run `call()` on the gathering thread, alone (no batch is being scored meanwhile); a
+        future of its result."""
         if self._closed:
             raise RuntimeError("the batcher is closed")
         future: Future = Future()
