@@ -133,7 +133,7 @@ def test_fingerprint_changes_when_a_file_changes(tiny_layout, tmp_path):
 
 @pytest.mark.parametrize("prefix", ["", "t", "test/", "test/REAL/", "train/FAKE", "test/REAL/zz", "zzz"])
 def test_sources_list_the_names_under_a_prefix(tiny_layout, tmp_path, prefix):
-    """Folders prune, zips bisect, path lists filter: each gives what filtering would."""
+    """Folders prune, zips pick then sort, path lists filter: each gives what filtering would."""
     archive = zip_folder(tiny_layout, tmp_path / "d.zip")
     listing = tmp_path / "paths.txt"
     listing.write_text("".join(f"{name}\n" for name in FolderSource(tiny_layout).names()))

@@ -5,11 +5,9 @@ A source lists its files by relative name and reads their bytes; nothing is extr
 
 from __future__ import annotations
 
-import bisect
 import functools
 import hashlib
 import io
-import itertools
 import os
 import posixpath
 import struct
@@ -62,11 +60,9 @@ class ImageSource:
 
     def iter_names(self, prefix: str = "") -> Iterator[str]:
         """Every file's name that starts with `prefix`, one at a time, in a fixed order (a scan
-        never holds the listing). The sorted listing is entered at `prefix` by bisection, so
-        scanning one folder of an archive of millions does not test every other name."""
-        names = self.names()
-        rest = itertools.islice(names, bisect.bisect_left(names, prefix), None)
-        return itertools.takewhile(lambda name: name.startswith(prefix), rest)
+        never holds the listing); each source skips what cannot start with `prefix` as cheaply
+        as it can."""
+        raise NotImplementedError
 
     def stat(self, name: str) -> tuple[str, str]:
         """(size in bytes, modification time in ISO 8601) as text: what tells a file changed.
