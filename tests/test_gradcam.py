@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from fakelens.cli import app
 from fakelens.errors import ImageDecodeError, InvalidArgumentError
-from fakelens.explain.gradcam import MAX_MAP_SIDE, explain, heatmap, overlay_png, target_layer
+from fakelens.explain.gradcam import explain, heatmap, target_layer
+from fakelens.explain.heatmaps import MAX_MAP_SIDE, overlay_png
 from fakelens.inference import Detector, load_detector
 from fakelens.models import available_models, create_model
 from fakelens.models.card import ModelCard
@@ -140,6 +141,7 @@ def test_explain_command_writes_overlay_map_and_record_and_exits_1_on_bad_files(
     for stem in ("a", "b"):
         record = json.loads((out / f"{stem}.json").read_text())
         assert record["model"] == "seed" and record["label"] in ("ai", "real")
+        assert record["heatmap_method"] == "gradcam" and record["gradcam_layer"]
         assert np.load(out / record["heatmap"]).shape == (32, 32)
         assert Image.open(out / record["overlay"]).format == "PNG"
         assert record["evidence"] == []

@@ -90,6 +90,52 @@ def test_scan_report_counts_histogram_most_ai_like_and_errors(scan_results, tmp_
     assert not EXTERNAL.search(html)
 
 
+def test_scan_report_shows_what_files_declare_beside_the_score(scan_results, tmp_path):
+    declared = "ai: PNG text (Stable Diffusion WebUI parameters)"
+    html = write_report(scan_results, tmp_path / "scan.html", options=ReportOptions(top=0)).read_text()
+    section = html[html.index("<h2>Declared in the files</h2>") : html.index("<h2>Metadata evidence</h2>")]
+    assert "<b>1</b>declare AI" in section and "<b>0</b>declare a capture" in section
+    [row] = re.findall(r"<tr><td>[^<]*sd\.png</td>.*</tr>", section)
+    assert re.search(r"<td>(ai|real)</td><td class=\"num\">0\.\d{3}</td><td>" + re.escape(declared), row)
+    markdown = write_report(scan_results, tmp_path / "scan.md", markdown=True, options=ReportOptions(top=0))
+    assert re.search(
+        r"sd\.png \| (ai|real) \| 0\.\d{3} \| " + re.escape(declared) + r" \|", markdown.read_text()
+    )
+
+
+def test_scan_report_works_out_declared_for_results_written_before_it(tmp_path):
+    finding = {"kind": "xmp", "key": "DigitalSourceType", "value": "digitalCapture"}
+    rows = [
+        {
+            "path": "cam.jpg",
+            "label": "ai",
+            "ai_probability": 0.8,
+            "model": "seed",
+            "error": None,
+            "evidence": [{**finding, "points_to": "real", "strength": "medium"}],
+        },
+        {
+            "path": "plain.jpg",
+            "label": "real",
+            "ai_probability": 0.1,
+            "model": "seed",
+            "error": None,
+            "evidence": [],
+        },
+    ]
+    out = tmp_path / "old.jsonl"
+    out.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    html = write_report(out, tmp_path / "r.html", options=ReportOptions(top=0)).read_text()
+    assert "<b>1</b>declare a capture" in html and "<b>1</b>of those labelled ai" in html
+    assert "real: IPTC digital source type digitalCapture (XMP)" in html and "plain.jpg" not in html
+    # Scanned without --evidence: nothing is known of declarations, so no section claims "0".
+    for row in rows:
+        del row["evidence"]
+    out.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    html = write_report(out, tmp_path / "r.html", options=ReportOptions(top=0)).read_text()
+    assert "Declared in the files" not in html
+
+
 def test_scan_report_reads_the_top_files_back_from_a_zip(tmp_path):
     archive = tmp_path / "images.zip"
     with zipfile.ZipFile(archive, "w") as target:

@@ -129,3 +129,33 @@ def test_a_csv_written_with_evidence_is_not_resumed_without_it(tmp_path):
     writer.commit()
     with pytest.raises(InvalidArgumentError, match="written with --evidence"):
         ResultWriter(out, model="m")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_declared_sits_before_evidence_and_survives_a_resume(tmp_path, suffix):
+    out = tmp_path / f"r{suffix}"
+    declared = "ai: PNG text (Stable Diffusion WebUI parameters)"
+    writer = ResultWriter(out, model="m", evidence=True)
+    writer.write([{**row("a"), "declared": declared, "evidence": []}])
+    writer.close()  # interrupted
+    resumed = ResultWriter(out, model="m", evidence=True)
+    resumed.write([{**row("b"), "declared": None, "evidence": []}])
+    resumed.commit()
+    if suffix == ".csv":
+        assert out.read_text().splitlines()[0] == ",".join((*COLUMNS, "declared", "evidence"))
+        assert [r["declared"] for r in csv.DictReader(out.open())] == [declared, ""]
+    elif suffix == ".jsonl":
+        assert [json.loads(line)["declared"] for line in out.read_text().splitlines()] == [declared, None]
+    else:
+        table = pq.read_table(out)
+        assert table.column_names == [*COLUMNS, "declared", "evidence"]
+        assert table.column("declared").to_pylist() == [declared, None]
+
+
+def test_a_csv_with_evidence_from_before_declared_is_not_resumed(tmp_path):
+    out = tmp_path / "r.csv"
+    out.write_text(",".join((*COLUMNS, "evidence")) + "\na,ai,0.9,m,,1,2020-01-01T00:00:00,[]\n")
+    with pytest.raises(InvalidArgumentError, match="by an earlier fakelens, without the 'declared' column"):
+        ResultWriter(out, model="m", evidence=True)
+    with pytest.raises(InvalidArgumentError, match="written with --evidence; resume it so"):
+        ResultWriter(out, model="m")

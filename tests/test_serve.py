@@ -358,6 +358,34 @@ def test_evidence_is_added_only_when_asked_for(client):
     assert broken["evidence"] == [] and broken["error"]
 
 
+def test_declared_is_answered_beside_the_score(client):
+    generated = png_with_text(parameters="a cat\nSteps: 20, Sampler: Euler a, Model: sd_xl_base_1.0")
+    packet = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        b'<rdf:Description xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" '
+        b'Iptc4xmpExt:DigitalSourceType="http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"/>'
+        b"</rdf:RDF></x:xmpmeta>"
+    )
+    declared_jpeg = encode(np.full((32, 32, 3), 230, np.uint8), xmp=packet)
+    uploads = files(
+        ("gen.png", generated), ("xmp.jpg", declared_jpeg), ("plain.jpg", BRIGHT), ("x.jpg", b"text")
+    )
+    plain = client.post("/v1/predict", files=uploads).json()["results"]
+    assert all("declared" not in r for r in plain)
+    results = client.post("/v1/predict?evidence=true", files=uploads).json()["results"]
+    assert [r["declared"] for r in results] == [
+        "ai: PNG text (Stable Diffusion WebUI parameters)",
+        "ai: IPTC digital source type trainedAlgorithmicMedia (XMP)",
+        None,
+        None,
+    ]
+    # The stub scores brightness alone: the bright JPEG stays "real" whatever its metadata declares.
+    assert results[1]["label"] == plain[1]["label"] == "real"
+    assert [r["ai_probability"] for r in results] == [r["ai_probability"] for r in plain]
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["Result"]["properties"]
+    assert "Never merged into ai_probability" in schema["declared"]["description"]
+
+
 @pytest.fixture(scope="module")
 def shipped_client():
     from fakelens.inference import load_detector
@@ -375,31 +403,39 @@ def test_explain_returns_the_verdict_a_heatmap_overlay_and_evidence(shipped_clie
     assert body["result"]["label"] == predicted["label"]
     assert body["result"]["ai_probability"] == pytest.approx(predicted["ai_probability"], abs=1e-6)
     assert body["result"]["evidence"] == [] and body["heatmap_layer"]
+    assert body["heatmap_method"] == "gradcam"
+    assert body["result"]["declared"] is None
     overlay = Image.open(io.BytesIO(base64.b64decode(body["heatmap_png"])))
     assert overlay.format == "PNG" and overlay.width >= 400
 
 
-def test_explain_refuses_several_files_names_a_bad_one_and_needs_a_keras_model(shipped_client, client):
+def test_explain_refuses_several_files_and_names_a_bad_one(shipped_client):
     two = files(("a.jpg", BRIGHT), ("b.jpg", BRIGHT))
     assert shipped_client.post("/v1/explain", files=two).status_code == 400
     response = shipped_client.post("/v1/explain", files=files(("notes.jpg", b"plain text")))
     assert response.status_code == 415
     assert response.json()["result"]["error"] == "not a recognised image format"
     assert response.json()["heatmap_png"] is None
-    stub = client.post("/v1/explain", files=files(("a.jpg", BRIGHT)))
-    assert stub.status_code == 501 and "Keras model" in stub.json()["detail"]
 
 
-def test_the_light_runtime_serves_predictions_and_says_heatmaps_need_keras():
+def test_models_without_keras_gradients_are_explained_by_occlusion(client):
+    """The light runtime (ONNX) and any other model scored by `predict_on_batch` alone."""
     from fakelens.inference import load_detector
 
+    stub = client.post("/v1/explain", files=files(("a.jpg", BRIGHT))).json()
+    assert stub["heatmap_method"] == "occlusion" and stub["heatmap_layer"] is None
     with client_for(detector=load_detector("seed", backend="onnx")) as light:
-        image = encode(random_image(9))
+        image = encode(random_image(9, (48, 64)))
         keras_score = load_detector("seed").predict([image])[0].ai_probability
         record = light.post("/v1/predict", files=files(("a.jpg", image))).json()["results"][0]
         assert record["ai_probability"] == pytest.approx(keras_score, abs=1e-4)
         response = light.post("/v1/explain", files=files(("a.jpg", image)))
-        assert response.status_code == 501 and "Keras model" in response.json()["detail"]
+        assert response.status_code == 200
+        body = response.json()
+        assert body["heatmap_method"] == "occlusion" and body["heatmap_layer"] is None
+        assert body["result"]["ai_probability"] == pytest.approx(record["ai_probability"], abs=1e-6)
+        overlay = Image.open(io.BytesIO(base64.b64decode(body["heatmap_png"])))
+        assert overlay.format == "PNG" and overlay.width >= 400
 
 
 def test_the_heap_is_trimmed_after_large_uploads_at_most_once_per_interval_and_after_a_burst():

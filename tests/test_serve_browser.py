@@ -100,6 +100,10 @@ def test_a_user_drops_images_and_reads_each_verdict(server, images, tmp_path):
             assert item.query_selector("img").get_attribute("alt") == f"Thumbnail of {record['path']}"
         assert page.inner_text("#status").startswith(f"Done: {len(images)} images judged")
         generated = shown["generated.png"]
+        assert generated.query_selector(".declared").inner_text() == (
+            "Declared in the file: AI-generated — PNG text (Stable Diffusion WebUI parameters)"
+        )
+        assert not shown[images[0].name].query_selector(".declared").is_visible()  # a plain JPEG
         generated.query_selector(".evidence summary").click()
         assert "png_text parameters" in generated.query_selector(".evidence").inner_text()
         assert "points to AI" in generated.query_selector(".evidence").inner_text()

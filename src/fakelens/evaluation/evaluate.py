@@ -13,7 +13,9 @@ import numpy as np
 from fakelens.config import InferenceConfig
 from fakelens.data.dataset import load_labelled, official_test_and_dedup_mask
 from fakelens.evaluation.calibration import reliability
+from fakelens.data.sources import dataset_name
 from fakelens.evaluation.metrics import CLASS_ORDER, detection_metrics, roc_points
+from fakelens.evaluation.sources import group_table
 from fakelens.evaluation.robustness import BATTERY, Transform
 from fakelens.fsutil import write_json_atomic
 from fakelens.inference import Detector
@@ -38,13 +40,25 @@ def evaluate(
 ) -> Evaluation:
     """Score the test split once; report it whole and without images whose bytes occur in train.
 
+    A set with no test split (a folder per source) is judged whole; per-source and
+    per-generator figures are added where the set has several sources or names generators.
+    `seen_in_training` flags a set the model's card says it was trained on: its figures are
+    then training figures (a probe model's run has the honest, leave-one-source-out ones).
+
     `reencode_quality` re-encodes every image as JPEG first (for sets whose classes differ in
     file format); `robustness` adds accuracy and AUROC under each transform of the battery.
     """
     from fakelens.reporting.plots import plot_confusion, plot_reliability, plot_roc
 
-    data = load_labelled(data_path, detector.card.input_size, reencode_quality=reencode_quality, quiet=quiet)
-    test, dedup = official_test_and_dedup_mask(data)
+    data = load_labelled(
+        data_path,
+        detector.card.input_size,
+        reencode_quality=reencode_quality,
+        fit=detector.card.fit,
+        quiet=quiet,
+    )
+    whole = not (data.splits == "test").any()  # a set of sources without a test split: judged whole
+    test, dedup = (data, np.ones(len(data.names), bool)) if whole else official_test_and_dedup_mask(data)
     images = np.asarray(test.images)
     scores = detector.predict_batch(images)
     threshold = detector.card.threshold
@@ -56,9 +70,15 @@ def evaluate(
         "reencoded_as_jpeg_quality": reencode_quality,
         "removed_as_leaked": int((~dedup).sum()),
         "undecodable_files": data.failures,
+        "judged": "every image (no test split)" if whole else "the test split",
+        "seen_in_training": dataset_name(data_path)
+        in map(dataset_name, detector.card.training.get("data", [])),
     }
     for name, mask in subsets.items():
         metrics[name] = detection_metrics(test.is_ai[mask], scores[mask], threshold)
+    if len(set(test.sources.tolist())) > 1 or test.generators.any():
+        metrics["by_source"] = group_table(test.is_ai, scores, test.sources, threshold)
+        metrics["by_generator"] = group_table(test.is_ai, scores, test.generators, threshold)
     if robustness:
         metrics["robustness"] = robustness_battery(detector, images, test.is_ai, quiet=quiet)
     out_dir.mkdir(parents=True, exist_ok=True)

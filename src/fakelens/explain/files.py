@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from fakelens.errors import ImageDecodeError
-from fakelens.explain.gradcam import describe, explain, heatmap, overlay_png
+from fakelens.explain.declared import declaration
+from fakelens.explain.heatmaps import describe, explain, overlay_png, shown_image
 from fakelens.explain.metadata import evidence_dicts
 from fakelens.fsutil import atomic_path, write_json_atomic
 from fakelens.inference import Detector
@@ -25,58 +26,60 @@ class Explained:
 
 
 def explain_to_dir(
-    detector: Detector, images: Sequence[Path], out_dir: Path, *, shared_scale: bool = True
+    detector: Detector,
+    images: Sequence[Path],
+    out_dir: Path,
+    *,
+    shared_scale: bool = True,
+    method: str = "auto",
 ) -> Iterator[Explained | tuple[str, str]]:
     """For each image, write `<stem>.overlay.png`, `<stem>.heatmap.npy` and `<stem>.json` into
     `out_dir`; yield what was written, or (path, reason) for an image that could not be read.
 
-    With `shared_scale`, all overlays share one colour scale (a first pass finds the largest map
-    value), so a faint map looks faint beside a strong one.
+    `method`: "gradcam", "occlusion" or "auto" (`explain.heatmaps.choose_method`). With
+    `shared_scale`, all overlays share one colour scale (the largest map value), so a faint map
+    looks faint beside a strong one: every map is made (once: occlusion costs tens of model
+    passes) and saved first, then the overlays are drawn from the saved maps.
     """
-    scale = common_scale(detector, images) if shared_scale and len(images) > 1 else None
     stems: set[str] = set()
+    mapped: list[tuple[Path, str, str, dict[str, Any]]] = []
     for image in images:
         try:
-            explanation = explain(detector, image)
+            explanation = explain(detector, image, method=method)
         except ImageDecodeError as exc:
             yield str(image), exc.reason
             continue
         stem = _unique(image.stem, stems)
-        overlay, raw_map, record_path = (
-            out_dir / f"{stem}{end}" for end in (".overlay.png", ".heatmap.npy", ".json")
-        )
-        with atomic_path(overlay) as tmp:
-            png = overlay_png(
-                explanation.image, explanation.heatmap, title=describe(explanation), scale=scale
-            )
-            tmp.write_bytes(png)
-        with atomic_path(raw_map) as tmp:
+        with atomic_path(out_dir / f"{stem}.heatmap.npy") as tmp:
             np.save(tmp, explanation.heatmap)
         record = {
             "path": str(image),
             "label": explanation.label,
             "ai_probability": explanation.ai_probability,
             "model": detector.name,
+            "heatmap_method": explanation.method,
             "gradcam_layer": explanation.layer,
             "heatmap_max": float(explanation.heatmap.max()),
-            "colour_scale_max": scale,
-            "overlay": overlay.name,
-            "heatmap": raw_map.name,
-            "evidence": evidence_dicts(image),
+            "colour_scale_max": None,
+            "overlay": f"{stem}.overlay.png",
+            "heatmap": f"{stem}.heatmap.npy",
         }
+        mapped.append((image, stem, describe(explanation), record))
+    top = max((record["heatmap_max"] for *_, record in mapped), default=0.0)
+    scale = (top or None) if shared_scale and len(images) > 1 else None
+    for image, stem, title, record in mapped:
+        overlay, raw_map, record_path = (
+            out_dir / f"{stem}{end}" for end in (".overlay.png", ".heatmap.npy", ".json")
+        )
+        png = overlay_png(
+            shown_image(image), np.load(raw_map), title=title, scale=scale, method=record["heatmap_method"]
+        )
+        with atomic_path(overlay) as tmp:
+            tmp.write_bytes(png)
+        evidence = evidence_dicts(image)
+        record |= {"colour_scale_max": scale, "declared": declaration(evidence), "evidence": evidence}
         write_json_atomic(record_path, record)
         yield Explained(record, [overlay, raw_map, record_path])
-
-
-def common_scale(detector: Detector, images: Sequence[Path]) -> float | None:
-    """The largest map value over the readable images (None if all maps are empty)."""
-    tops = []
-    for image in images:
-        try:
-            tops.append(float(heatmap(detector, image).max()))
-        except ImageDecodeError:
-            continue  # reported by the pass that writes
-    return max(tops, default=0.0) or None
 
 
 def _unique(stem: str, taken: set[str]) -> str:

@@ -29,8 +29,9 @@ class Tile:
 
 def heatmap_tiles(detector: Detector, items: list[tuple[bytes, str, str]], notes: list[str]) -> list[Tile]:
     """Small overlays of (data, name, caption) items on one colour scale, so that they compare;
-    an unreadable item gets a line in `notes` instead."""
-    from fakelens.explain.gradcam import explain, overlay_png
+    an unreadable item gets a line in `notes` instead. Grad-CAM for Keras CNNs, occlusion for
+    other models (`explain.heatmaps.choose_method`); the colour bar names the method."""
+    from fakelens.explain.heatmaps import explain, explanation_png
 
     explained = []
     for data, name, caption in items:
@@ -40,7 +41,7 @@ def heatmap_tiles(detector: Detector, items: list[tuple[bytes, str, str]], notes
             notes.append(f"{exc.source}: no heatmap, {exc.reason}")
     scale = max((float(e.heatmap.max()) for e, _, _ in explained), default=0.0) or None
     return [
-        Tile(caption, name, overlay_png(e.image, e.heatmap, title=caption, scale=scale, dpi=TILE_DPI))
+        Tile(caption, name, explanation_png(e, title=caption, scale=scale, dpi=TILE_DPI))
         for e, name, caption in explained
     ]
 
@@ -96,15 +97,21 @@ def confident_mistakes(model: str, data: Path, options: ReportOptions) -> tuple[
 
 def most_ai_like(rows: list[dict[str, Any]], options: ReportOptions) -> tuple[list[Tile], list[str]]:
     """Tiles for scan rows (already ranked), re-read from where the scan found them."""
+    from fakelens.explain.heatmaps import choose_method
+
     detector = _scan_detector(rows, options.model)
-    notes = [f"Heatmaps by {detector.name}, one colour scale for all; scores as the scan recorded them."]
+    notes = [
+        f"Heatmaps by {detector.name} ({choose_method(detector)}), one colour scale for all; "
+        "scores as the scan recorded them."
+    ]
     items = []
     with DisplayNameReader() as reader:
         for row in rows:
             try:
-                items.append(
-                    (reader.read(row["path"]), row["path"], f"P(AI) {float(row['ai_probability']):.3f}")
-                )
+                caption = f"P(AI) {float(row['ai_probability']):.3f}"
+                if row.get("declared"):  # what the file says of itself, beside the score
+                    caption += f" · declared {str(row['declared']).split(':', 1)[0]}"
+                items.append((reader.read(row["path"]), row["path"], caption))
             except ImageDecodeError as exc:
                 notes.append(f"{exc.source}: no heatmap, {exc.reason}")
     tiles = heatmap_tiles(detector, items, notes)

@@ -18,6 +18,7 @@ import jinja2
 import numpy as np
 
 from fakelens.errors import InvalidArgumentError
+from fakelens.explain.declared import declaration
 from fakelens.fsutil import atomic_path, write_text_atomic
 from fakelens.reporting.mistakes import Tile, confident_mistakes, most_ai_like
 from fakelens.reporting.plots import figure_png, score_histogram
@@ -134,6 +135,7 @@ def scan_context(results: Path, figures: Figures, options: ReportOptions) -> dic
     ranked = sorted(scored, key=lambda r: -float(r["ai_probability"]))[: options.top]
     tiles, notes = most_ai_like(ranked, options) if ranked else ([], [])
     with_evidence = [r for r in rows if any(e["points_to"] != "unknown" for e in r.get("evidence") or [])]
+    declared = [r for r in rows if r.get("declared")]
     return {
         "kind": "scan",
         "title": f"Scan results {results.name}",
@@ -153,17 +155,28 @@ def scan_context(results: Path, figures: Figures, options: ReportOptions) -> dic
         "errors_more": max(0, len(errors) - ERRORS_SHOWN),
         "evidence_rows": with_evidence[:ERRORS_SHOWN],
         "evidence_more": max(0, len(with_evidence) - ERRORS_SHOWN),
+        # None: the scan was made without --evidence, so nothing is known about declarations.
+        "declared_counts": _declared_counts(declared) if any("declared" in r for r in rows) else None,
+        "declared_rows": sorted(declared, key=lambda r: -float(r["ai_probability"] or 0))[:ERRORS_SHOWN],
+        "declared_more": max(0, len(declared) - ERRORS_SHOWN),
     }
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:
-    """Rows of a scan's CSV or JSONL file; CSV's evidence column is parsed back from JSON."""
+    """Rows of a scan's CSV or JSONL file; CSV's evidence column is parsed back from JSON.
+
+    A row with evidence has `declared` (None or the file's declaration), worked out from its
+    evidence when the scan was made before that column existed.
+    """
     try:
         with open(path, encoding="utf-8", newline="") as handle:
             if path.suffix.lower() == ".csv":
                 rows = [dict(row) for row in csv.DictReader(handle)]
                 for row in rows:
-                    row["evidence"] = json.loads(row["evidence"]) if row.get("evidence") else None
+                    if "evidence" in row:
+                        row["evidence"] = json.loads(row["evidence"]) if row["evidence"] else []
+                    if row.get("declared") == "":
+                        row["declared"] = None
             else:
                 rows = [json.loads(line) for line in handle if line.strip()]
     except (OSError, UnicodeDecodeError, ValueError, csv.Error) as exc:
@@ -172,6 +185,8 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     if missing:
         raise InvalidArgumentError(f"{path}: not scan results; missing columns {missing}")
     for number, row in enumerate(rows, 1):
+        if isinstance(row.get("evidence"), list) and "declared" not in row:
+            row["declared"] = declaration(row["evidence"])
         if not row.get("error"):
             try:
                 row["ai_probability"] = float(row["ai_probability"])
@@ -181,6 +196,18 @@ def read_results(path: Path) -> list[dict[str, Any]]:
                     f"received {row['ai_probability']!r}"
                 ) from None
     return rows
+
+
+def _declared_counts(declared: list[dict[str, Any]]) -> dict[str, int]:
+    """How many files declare they are AI-made or captured, and how the pixel score agrees."""
+    ai = [r for r in declared if str(r["declared"]).startswith("ai:")]
+    real = [r for r in declared if not str(r["declared"]).startswith("ai:")]
+    return {
+        "ai": len(ai),
+        "ai_scored_real": sum(r.get("label") == "real" for r in ai),
+        "real": len(real),
+        "real_scored_ai": sum(r.get("label") == "ai" for r in real),
+    }
 
 
 def _evaluation(metrics_path: Path, figures: Figures) -> dict[str, Any]:

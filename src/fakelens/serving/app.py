@@ -197,13 +197,14 @@ def _add_api(app: FastAPI) -> None:
         dependencies=protected,
         responses={
             **upload_errors(ExplainResponse, "The file is not an image.", "The file could not be decoded."),
-            501: {"model": Problem, "description": "The model has no convolutional layer to explain."},
+            501: {"model": Problem, "description": "No heatmap can be made for this model."},
         },
     )
     async def explain(
         service: ServiceDep, uploads: Annotated[list[Upload], Depends(receive_uploads)]
     ) -> JSONResponse:
-        """Judge one image and show why: a Grad-CAM heatmap overlay and its metadata evidence."""
+        """Judge one image and show why: a heatmap overlay (Grad-CAM for Keras CNNs, occlusion for
+        other models) and its metadata evidence."""
         if len(uploads) != 1:
             raise HTTPException(400, f"send exactly one image to /v1/explain; received {len(uploads)}")
         try:
@@ -219,6 +220,7 @@ def _add_api(app: FastAPI) -> None:
             result=Result(**explained.record.to_dict()),
             heatmap_png=base64.b64encode(overlay).decode("ascii") if overlay else None,
             heatmap_layer=explained.layer,
+            heatmap_method=explained.method,
         )
         return JSONResponse(body.model_dump(), status_code=failure_status([explained.record.error]))
 

@@ -22,9 +22,17 @@ class Result(BaseModel):
 
     path: str = Field(description="The uploaded file's name.")
     label: Literal["ai", "real"] | None
-    ai_probability: float | None = Field(description="Calibrated probability that the image is AI-made.")
+    ai_probability: float | None = Field(
+        description="Calibrated probability that the image is AI-made, judged from the pixels alone."
+    )
     model: str
     error: str | None = None
+    declared: str | None = Field(
+        default=None,
+        description="What the file itself declares about how it was made, read with the evidence: "
+        "null (nothing declared), or one line starting 'ai: ' or 'real: ' that names the source, e.g. "
+        '"ai: PNG text (Stable Diffusion WebUI parameters)". Never merged into ai_probability.',
+    )
     evidence: list[EvidenceItem] | None = Field(
         default=None,
         description="Metadata findings, when asked for (?evidence=true) and on /v1/explain.",
@@ -42,9 +50,16 @@ class ExplainResponse(BaseModel):
     threshold: float
     result: Result
     heatmap_png: str | None = Field(
-        description="Base64 PNG: the image beside a Grad-CAM overlay of the regions that raised the AI score."
+        description="Base64 PNG: the image beside an overlay of the regions that raised the AI score."
     )
-    heatmap_layer: str | None = Field(description="The layer whose activations the heatmap weighs.")
+    heatmap_layer: str | None = Field(
+        description="Grad-CAM: the layer whose activations the heatmap weighs; null for occlusion."
+    )
+    heatmap_method: Literal["gradcam", "occlusion"] | None = Field(
+        default=None,
+        description="How the heatmap was made: gradcam (Keras CNNs), or occlusion (any model: the fall "
+        "in the AI logit when each region is blurred).",
+    )
 
 
 class ModelInfo(BaseModel):

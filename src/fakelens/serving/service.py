@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 import numpy as np
@@ -17,6 +17,9 @@ from fakelens.inference import Detector, Prediction
 from fakelens.serving.batcher import MicroBatcher
 from fakelens.serving.memory import TRIM_AFTER_BYTES, HeapTrimmer
 from fakelens.serving.uploads import Upload
+
+if TYPE_CHECKING:
+    from fakelens.explain.heatmaps import Explanation
 
 
 class ScoringTimeout(Exception):
@@ -53,6 +56,7 @@ class Service:
                 self.detector.card.input_size,
                 name=upload.filename,
                 max_pixels=self.config.max_pixels,
+                fit=self.detector.card.fit,
             )
         except ImageDecodeError as exc:
             return exc.reason
@@ -82,21 +86,37 @@ class Service:
 
     async def explain(self, upload: Upload) -> Explained:
         """The record with its evidence, and a heatmap overlay when the image could be read."""
-        from fakelens.explain.gradcam import describe, explain, overlay_png
+        from fakelens.explain.heatmaps import explanation_png
 
         prepared = await anyio.to_thread.run_sync(self.prepare, upload)
         if isinstance(prepared, str):
             record = self.detector.failure(upload.filename, prepared)
             return Explained(await anyio.to_thread.run_sync(record.with_evidence, upload.data))
-        # Grad-CAM runs the model, so it runs on the model's own thread.
-        job = self.batcher.run_exclusive(lambda: explain(self.detector, upload.data, name=upload.filename))
-        explanation = await self._wait(job)
-        overlay = await anyio.to_thread.run_sync(
-            lambda: overlay_png(explanation.image, explanation.heatmap, title=describe(explanation))
-        )
+        explanation = await self._explanation(upload)
+        overlay = await anyio.to_thread.run_sync(explanation_png, explanation)
         (record,) = self.detector.to_records([upload.filename], np.array([explanation.ai_probability]))
         record = await anyio.to_thread.run_sync(record.with_evidence, upload.data)
-        return Explained(record, overlay, explanation.layer)
+        return Explained(record, overlay, explanation.layer, explanation.method)
+
+    async def _explanation(self, upload: Upload) -> Explanation:
+        """The model's map of `upload`, by the method `heatmaps.choose_method` picks for it."""
+        from fakelens.explain.heatmaps import choose_method
+
+        if choose_method(self.detector) == "gradcam":
+            from fakelens.explain import gradcam
+
+            # Gradients run the model outside `predict_batch`: alone, on the model's own thread.
+            job = self.batcher.run_exclusive(
+                lambda: gradcam.explain(self.detector, upload.data, name=upload.filename)
+            )
+            return await self._wait(job)
+        from fakelens.explain.occlusion import occlude
+
+        # The occluded copies are plain images to score: they share batches with other requests.
+        occlusion = await anyio.to_thread.run_sync(
+            lambda: occlude(self.detector, upload.data, name=upload.filename)
+        )
+        return occlusion.explanation(self.detector, await self._wait(self.batcher.submit(occlusion.batch)))
 
     async def _wait(self, future: Future) -> Any:
         try:
@@ -109,8 +129,10 @@ class Service:
 
 @dataclass(frozen=True)
 class Explained:
-    """A record, and the Grad-CAM overlay (PNG bytes) and layer when one could be made."""
+    """A record, and when a heatmap could be made: its overlay (PNG bytes), Grad-CAM's layer
+    (None for occlusion) and the method ("gradcam" or "occlusion")."""
 
     record: Prediction
     overlay_png: bytes | None = None
     layer: str | None = None
+    method: str | None = None

@@ -61,7 +61,21 @@ function showVerdict(item, record) {
   bar.setAttribute("aria-valuenow", String(percent));
   bar.setAttribute("aria-label", `Probability AI-generated: ${percent}%`);
   bar.firstElementChild.style.width = `${percent}%`;
+  showDeclared(item, record.declared);
   showEvidence(item, record.evidence || []);
+}
+
+const DECLARED = { ai: "AI-generated", real: "a camera capture" };
+
+// What the file says about how it was made, beside the pixel score (never part of it).
+function showDeclared(item, declared) {
+  const line = item.querySelector(".declared");
+  line.hidden = !declared;
+  if (!declared) return;
+  const split = declared.indexOf(": ");
+  const direction = declared.slice(0, split);
+  line.textContent = `Declared in the file: ${DECLARED[direction] || direction} — ${declared.slice(split + 2)}`;
+  line.className = `declared ${direction}`;
 }
 
 const DIRECTION = { ai: "points to AI", real: "points to a real photo", unknown: "says nothing either way" };
