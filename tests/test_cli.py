@@ -144,7 +144,8 @@ def test_data_download_failure_is_explained(monkeypatch):
 def test_models_lists_the_registry_and_shipped_models():
     result = run("models")
     assert result.exit_code == 0
-    assert "The original notebook's CNN" in result.output and "patchres (default)" in result.output
+    assert "The original notebook's CNN" in result.output and "auto (default: clipprobe" in result.output
+    assert "clipprobe" in result.output and "clip-vit-b16-int8" in result.output
 
 
 def test_data_info_reports_unreadable_files_and_exits_1(tiny_layout, tmp_path):

@@ -763,6 +763,7 @@ def fetch(
 @app.command("models")
 def list_models() -> None:
     """List the registered architectures and the shipped models."""
+    from fakelens.config import SMALL_SIDE
     from fakelens.models import available_models
     from fakelens.models.backbones import available_backbones, get_backbone_spec
     from fakelens.models.probe import PROBE_MODELS
@@ -784,7 +785,8 @@ def list_models() -> None:
         fetched = "yes" if spec.asset is None or spec.asset.path.is_file() else "no"
         backbones.add_row(name, f"{info.input_size[0]}x{info.input_size[1]}", info.licence, fetched)
     out.print(backbones)
-    shipped = [f"{n} (default)" if n == DEFAULT_MODEL else n for n in shipped_models()]
+    shipped = [f"{DEFAULT_MODEL} (default: clipprobe, patchres for images of at most {SMALL_SIDE} px a side)"]
+    shipped += shipped_models()
     out.print(f"Shipped models: {', '.join(shipped) or 'none'}")
 
 

@@ -23,6 +23,8 @@ KAGGLE_HANDLE = "birdy654/cifake-real-and-ai-generated-synthetic-images"
 
 #: Model input (height, width): CIFAKE's native size.
 INPUT_SIZE = (32, 32)
+#: The routed default (`routing`) judges images no larger than this a side with the CIFAKE model.
+SMALL_SIDE = 64
 #: Refuse images above this many pixels before decoding them (decompression bombs).
 #: 100 MP admits any camera photo and most panoramas.
 MAX_PIXELS = 100_000_000

@@ -351,12 +351,16 @@ def load_detector(
 
     `backend` ("keras" or "onnx") picks the shipped file of a name; for a path it must agree with
     the file's ending. None: a path's ending decides; a name loads Keras. Probe models run on
-    onnxruntime whatever the backend.
+    onnxruntime whatever the backend. "auto" is the routed default (`routing`).
     """
     from fakelens.weights import shipped_model_path
 
     if backend is not None and backend not in BACKENDS:
         raise InvalidArgumentError(f"backend must be one of {', '.join(BACKENDS)}; received {backend!r}")
+    from fakelens.routing import ROUTED_NAME, load_routed
+
+    if path_or_name == ROUTED_NAME and not Path(path_or_name).exists():
+        return load_routed(backend=backend, batch_size=batch_size)
     path = Path(path_or_name)
     if not path.exists():
         shipped = shipped_model_path(str(path_or_name), BACKENDS[backend or "keras"])

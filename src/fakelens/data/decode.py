@@ -23,7 +23,7 @@ import numpy as np
 import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fakelens.config import MAX_FILE_BYTES, MAX_PIXELS
+from fakelens.config import INPUT_SIZE, MAX_FILE_BYTES, MAX_PIXELS, SMALL_SIDE
 from fakelens.errors import ImageDecodeError
 
 ImageInput = str | os.PathLike[str] | bytes | bytearray | memoryview
@@ -262,8 +262,18 @@ def crop_to(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(resized, dtype=np.uint8)
 
 
+def route_to(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The routed default's preparation (`routing`): an image no larger than `SMALL_SIDE` a
+    side is stretched to the CIFAKE model's input, then enlarged to `size` by repeating each
+    pixel (an exact encoding the router recognises); any other image is cropped to `size`."""
+    if max(array.shape[:2]) > SMALL_SIDE:
+        return crop_to(array, size)
+    factor = size[0] // INPUT_SIZE[0]
+    return np.repeat(np.repeat(resize_to(array, INPUT_SIZE), factor, axis=0), factor, axis=1)
+
+
 #: How an image is brought to a model's input size: the card's `fit`.
-FITS = {"stretch": resize_to, "crop": crop_to}
+FITS = {"stretch": resize_to, "crop": crop_to, "route": route_to}
 
 
 def load_image(

@@ -12,11 +12,11 @@ import numpy as np
 
 from fakelens.config import InferenceConfig
 from fakelens.data.dataset import load_labelled, official_test_and_dedup_mask
-from fakelens.evaluation.calibration import reliability
 from fakelens.data.sources import dataset_name
+from fakelens.evaluation.calibration import reliability
 from fakelens.evaluation.metrics import CLASS_ORDER, detection_metrics, roc_points
-from fakelens.evaluation.sources import group_table
 from fakelens.evaluation.robustness import BATTERY, Transform
+from fakelens.evaluation.sources import group_table
 from fakelens.fsutil import write_json_atomic
 from fakelens.inference import Detector
 from fakelens.progress import progress_bar
@@ -42,8 +42,8 @@ def evaluate(
 
     A set with no test split (a folder per source) is judged whole; per-source and
     per-generator figures are added where the set has several sources or names generators.
-    `seen_in_training` flags a set the model's card says it was trained on: its figures are
-    then training figures (a probe model's run has the honest, leave-one-source-out ones).
+    `seen_in_training` flags a set judged whole that the model's card says it was trained on:
+    its figures are then training figures (a probe model's run has the honest, leave-one-source-out ones).
 
     `reencode_quality` re-encodes every image as JPEG first (for sets whose classes differ in
     file format); `robustness` adds accuracy and AUROC under each transform of the battery.
@@ -71,8 +71,8 @@ def evaluate(
         "removed_as_leaked": int((~dedup).sum()),
         "undecodable_files": data.failures,
         "judged": "every image (no test split)" if whole else "the test split",
-        "seen_in_training": dataset_name(data_path)
-        in map(dataset_name, detector.card.training.get("data", [])),
+        "seen_in_training": whole
+        and dataset_name(data_path) in map(dataset_name, detector.card.training.get("data", [])),
     }
     for name, mask in subsets.items():
         metrics[name] = detection_metrics(test.is_ai[mask], scores[mask], threshold)

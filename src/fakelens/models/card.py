@@ -38,9 +38,9 @@ class ModelCard:
     name: str
     architecture: str
     input_size: tuple[int, int] = INPUT_SIZE
-    #: How images reach `input_size` (`data.decode.FITS`): "stretch" (the CIFAKE models), or
-    #: "crop" (short side resized, centre crop: pretrained backbones).
-    fit: Literal["stretch", "crop"] = "stretch"
+    #: How images reach `input_size` (`data.decode.FITS`): "stretch" (the CIFAKE models),
+    #: "crop" (short side resized, centre crop: pretrained backbones), or "route" (`routing`).
+    fit: Literal["stretch", "crop", "route"] = "stretch"
     output: Literal["p_real", "p_ai"] = "p_real"
     #: Label "ai" when ai_probability >= threshold.
     threshold: float = 0.5
@@ -54,8 +54,10 @@ class ModelCard:
     def __post_init__(self) -> None:
         if self.output not in ("p_real", "p_ai"):
             raise InvalidArgumentError(f"card output must be 'p_real' or 'p_ai'; received {self.output!r}")
-        if self.fit not in ("stretch", "crop"):
-            raise InvalidArgumentError(f"card fit must be 'stretch' or 'crop'; received {self.fit!r}")
+        if self.fit not in ("stretch", "crop", "route"):
+            raise InvalidArgumentError(
+                f"card fit must be 'stretch', 'crop' or 'route'; received {self.fit!r}"
+            )
         if not 0 <= self.threshold <= 1 or self.temperature <= 0:
             raise InvalidArgumentError(
                 "card needs 0 <= threshold <= 1 and temperature > 0; "

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).parent
-#: The model `predict` and `scan` use when none is named.
-DEFAULT_MODEL = "patchres"
+#: The model `predict` and `scan` use when none is named: `clipprobe`, with `patchres` for
+#: CIFAKE-sized images (`routing`).
+DEFAULT_MODEL = "auto"
 
 
 def shipped_models() -> list[str]:
