@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= $(or $(FAKELENS_DATA),../shared/data/cifake/cifake.zip)
 
-.PHONY: install demo test test-fast lint bench train-seed train-default clean
+.PHONY: install demo test test-fast lint bench train-seed train-default train-real clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,13 @@ train-default: install
 	  $(BIN)/fakelens evaluate $${run}model.keras --data $(DATA) --robustness --out $${run}evaluate && \
 	  $(BIN)/fakelens evaluate $${run}model.keras --data $(SD_UNSPLASH) --reencode-jpeg 90 --out $${run}sd-unsplash && \
 	  $(BIN)/python scripts/ship_model.py $${run}model.keras $${run}evaluate/metrics.json patchres
+
+## train-real: the real-world model (clipprobe): embeds wild and sd-unsplash once (cached; ~12 min
+## on 2 cores), judges it leave-one-source-out (runs/clipprobe*/loso.md), calibrates, then ships it.
+WILD ?= ../shared/data/wild/wild.zip
+train-real: install
+	$(BIN)/fakelens train --model clipprobe --data $(WILD) --data $(SD_UNSPLASH)
+	run=$$(ls -td runs/clipprobe*/ | head -1) && cp $${run}model.json src/fakelens/weights/clipprobe.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache

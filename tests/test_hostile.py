@@ -27,7 +27,7 @@ from fakelens.config import MAX_FILE_BYTES
 from fakelens.data.decode import decode_image
 from fakelens.errors import ImageDecodeError
 from fakelens.explain.metadata import read_evidence
-from fakelens.inference import Detector
+from fakelens.inference import load_detector
 
 CASES = corpus()
 
@@ -40,9 +40,18 @@ def check(case: Case, error: str | None) -> None:
         assert error is not None and re.search(case.outcome, error), f"{case.name}: {error}"
 
 
+@pytest.fixture(scope="module", params=["seed", "auto"])
+def model(request, seed_model_file) -> str:
+    """A small Keras model, and the default: the CLIP probe with patchres for tiny images."""
+    if request.param == "auto":
+        request.getfixturevalue("clip_encoder")
+        return "auto"
+    return str(seed_model_file)
+
+
 @pytest.fixture(scope="module")
-def detector(seed_model_file):
-    return Detector.load(seed_model_file, batch_size=8)
+def detector(model):
+    return load_detector(model, batch_size=8)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
@@ -91,9 +100,9 @@ def test_detector_predict_answers_paths_and_bytes_in_order(detector, tmp_path):
             assert (record.label is None) == (record.error is not None)
 
 
-def test_cli_predict_prints_every_file_and_exits_1(seed_model_file, tmp_path):
+def test_cli_predict_prints_every_file_and_exits_1(model, tmp_path):
     written = write_corpus(tmp_path / "in")
-    result = run("predict", *written, "--model", seed_model_file, "--json")
+    result = run("predict", *written, "--model", model, "--json")
     assert result.exit_code == 1
     records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert [r["path"] for r in records] == list(written)
@@ -150,11 +159,11 @@ def hostile_folder(root: Path) -> tuple[list[str], list[str]]:
     return good, bad
 
 
-def test_scan_of_a_hostile_folder_scores_every_good_image_and_reports_each_bad_one(seed_model_file, tmp_path):
+def test_scan_of_a_hostile_folder_scores_every_good_image_and_reports_each_bad_one(model, tmp_path):
     root = tmp_path / "in"
     good, bad = hostile_folder(root)
     out = tmp_path / "r.jsonl"
-    result = run("scan", root, "--model", seed_model_file, "--out", out, "-q")
+    result = run("scan", root, "--model", model, "--out", out, "-q")
     assert result.exit_code == 1, result.output
     rows = {r["path"].removeprefix(f"{root}/"): r for r in read_table(out)}
     assert sorted(rows) == sorted(good + bad)
@@ -162,7 +171,7 @@ def test_scan_of_a_hostile_folder_scores_every_good_image_and_reports_each_bad_o
     assert all(rows[name]["error"] and rows[name]["label"] is None for name in bad)
     assert "symbolic links" in rows["loop-a.jpg"]["error"] and "dangling" in rows["dangling.jpg"]["error"]
     assert "not a regular file" in rows["pipe.jpg"]["error"]
-    again = run("scan", root, "--model", seed_model_file, "--out", out, "-q")
+    again = run("scan", root, "--model", model, "--out", out, "-q")
     assert f"skipped: {len(good) + len(bad)} file(s)" in again.output  # odd names resume too
 
 

@@ -185,3 +185,22 @@ def test_probe_scores_do_not_depend_on_the_batch(tmp_path, clip_encoder):
     together = [r.ai_probability for r in detector.predict(images)]
     alone = [detector.predict(image)[0].ai_probability for image in images]
     assert together == alone
+
+
+def test_evaluate_reports_per_source_and_warns_on_training_data(tmp_path):
+    from test_cli import run
+
+    data = write_set(tmp_path / "set", ai_format="PNG", real_format="PNG", sources=3, per_class=6)
+    model = train_probe(
+        ProbeConfig(model="probe", backbone=STATS, data=(data,), runs_dir=tmp_path / "runs"), quiet=True
+    ).model
+    result = run("evaluate", model, "--data", data, "--out", tmp_path / "eval", "-q")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["judged"] == "every image (no test split)" and metrics["seen_in_training"]
+    assert {name: row["images"] for name, row in metrics["by_source"].items()} == {
+        "source0": 12,
+        "source1": 12,
+        "source2": 12,
+    }
+    assert "Per source" in result.output and "trained on this data set" in result.output

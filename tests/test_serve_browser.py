@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from browser import browser_page
-from conftest import random_image
+from conftest import random_image, session_cache
 from PIL import Image, PngImagePlugin
 
 expect = pytest.importorskip("playwright.sync_api").expect
@@ -30,14 +30,25 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """`fakelens serve` with the shipped seed model, as a user would start it."""
+@pytest.fixture(scope="module", params=["seed", "clipprobe"])
+def server(request, tmp_path_factory):
+    """`fakelens serve` with a shipped model, as a user would start it: the small Keras CNN, and
+    the real-world model (a CLIP encoder, explained by occlusion)."""
+    if request.param == "clipprobe":
+        request.getfixturevalue("clip_encoder")  # fetched into the session's cache
     port = free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
-    command = [str(Path(sys.executable).parent / "fakelens"), "serve", "--port", str(port), "--model", "seed"]
+    command = [
+        str(Path(sys.executable).parent / "fakelens"),
+        "serve",
+        "--port",
+        str(port),
+        "--model",
+        request.param,
+    ]
+    env = {**os.environ, "FAKELENS_CACHE": str(session_cache(tmp_path_factory))}
     with open(log, "w") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=os.environ.copy())
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -50,7 +61,7 @@ def server(tmp_path_factory):
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"the server did not become ready:\n{log.read_text()}")
             time.sleep(0.3)
-        yield url
+        yield url, request.param
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -74,12 +85,13 @@ def images(cifake, tmp_path) -> list[Path]:
 
 
 def test_a_user_drops_images_and_reads_each_verdict(server, images, tmp_path):
+    server, model = server
     expected = httpx.post(
         f"{server}/v1/predict", files=[("files", (p.name, p.read_bytes())) for p in images], timeout=30
     ).json()["results"]
     with browser_page() as page:
         page.goto(server)
-        page.wait_for_selector("#model-info:has-text('Model seed')")
+        page.wait_for_selector(f"#model-info:has-text('Model {model}')")
         assert not page.is_visible("#key-form")  # no API key set on this server
         page.set_input_files("#file-input", [str(p) for p in images])
         expect(page.locator(".result[data-label]")).to_have_count(len(images), timeout=30_000)
@@ -118,8 +130,9 @@ def test_a_user_drops_images_and_reads_each_verdict(server, images, tmp_path):
 
 
 def test_the_page_fits_a_phone_screen(server, images, tmp_path):
+    url, _ = server
     with browser_page(width=390, height=844) as page:
-        page.goto(server)
+        page.goto(url)
         page.set_input_files("#file-input", [str(images[0])])
         page.wait_for_selector(".result[data-label]")
         page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)

@@ -67,7 +67,7 @@ DataOption = Annotated[
     typer.Option(
         "--data",
         "-d",
-        help="CIFAKE folder or zip laid out as train|test/REAL|FAKE "
+        help="Folder or zip laid out as train|test/REAL|FAKE, or <source>/REAL|FAKE for several sources "
         "(default: $FAKELENS_DATA, else ../shared/data/cifake/cifake.zip).",
     ),
 ]
@@ -362,21 +362,9 @@ def train(
 
     given = dict(locals())
     if model in PROBE_MODELS:
+        shared = {"model", "seed", "name", "runs_dir", "threshold"}
         keras_only = [
-            k
-            for k in (
-                "epochs",
-                "batch_size",
-                "learning_rate",
-                "weight_decay",
-                "schedule",
-                "augment",
-                "val_fraction",
-                "limit",
-                "max_false_positive_rate",
-                "strategy",
-            )
-            if given[k] is not None
+            f.name for f in fields(TrainConfig) if f.name not in shared and given[f.name] is not None
         ]
         if keras_only:
             raise InvalidArgumentError(

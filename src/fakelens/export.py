@@ -69,6 +69,13 @@ def export_model(
     from fakelens.inference import load_detector
 
     detector = load_detector(model_path, trust=trust, backend="keras")
+    from fakelens.models.probe import ProbeModel
+
+    if isinstance(detector.model, ProbeModel):
+        raise ExportError(
+            f"{model_path}: {detector.name} already runs on onnxruntime alone (an ONNX encoder and a "
+            "513-number head); export writes Keras models as ONNX"
+        )
     graph = calibrated_graph(detector.model, detector.card)
     spec = [graph.inputs[0]]
     with atomic_path(out) as tmp, warnings.catch_warnings():

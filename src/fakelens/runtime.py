@@ -38,24 +38,29 @@ def runtime_card(card: ModelCard) -> ModelCard:
     return card.with_updates(output="p_ai", temperature=1.0)
 
 
-def load_onnx(path: str | os.PathLike[str]) -> tuple[OnnxModel, ModelCard]:
-    """Load a `.onnx` file written by `fakelens export`, with its card."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"{path}: no such model file")
+def one_thread_session(path: Path) -> object:
+    """An onnxruntime session that runs each call on one thread, without spinning: callers run
+    calls side by side (`Detector` scores batches in parallel, `InferenceConfig`), which leaves no
+    thread idle, nor spinning on the cores that decoding needs."""
     try:
         import onnxruntime
     except ImportError:
         raise ModelLoadError(f"{path}: ONNX models need onnxruntime; {INSTALL_HINT}") from None
     options = onnxruntime.SessionOptions()
-    # Each batch on one thread: `Detector` scores batches in parallel (InferenceConfig), which
-    # leaves no thread idle, nor spinning on the cores that decoding needs.
     options.intra_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
         raise ModelLoadError(f"{path}: onnxruntime could not load the model: {exc}") from None
+
+
+def load_onnx(path: str | os.PathLike[str]) -> tuple[OnnxModel, ModelCard]:
+    """Load a `.onnx` file written by `fakelens export`, with its card."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: no such model file")
+    session = one_thread_session(path)
     text = session.get_modelmeta().custom_metadata_map.get(CARD_KEY)
     if text is None:
         raise ModelLoadError(

@@ -8,6 +8,7 @@ import numpy as np
 
 from fakelens.errors import ModelLoadError
 from fakelens.models.backbones.base import BackboneInfo, normalise
+from fakelens.runtime import one_thread_session
 
 
 class OnnxEncoder:
@@ -19,20 +20,7 @@ class OnnxEncoder:
     """
 
     def __init__(self, info: BackboneInfo, path: Path, *, output: str, per_image: bool) -> None:
-        try:
-            import onnxruntime
-        except ImportError:
-            raise ModelLoadError(f"{info.name}: needs onnxruntime; pip install 'fakelens[onnx]'") from None
-        options = onnxruntime.SessionOptions()
-        # One thread per call: callers run several images side by side (Detector.parallel_batches).
-        options.intra_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = onnxruntime.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
-            raise ModelLoadError(f"{info.name}: onnxruntime could not load {path}: {exc}") from None
+        self.session = one_thread_session(path)
         self.info = info
         self.input_name = self.session.get_inputs()[0].name
         outputs = [node.name for node in self.session.get_outputs()]
