@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from fakelens.data.sources import dataset_name
-from fakelens.evaluation.sources import auroc
+from fakelens.evaluation.metrics import auroc
 from fakelens.probe_training import (
     ProbeConfig,
     embed_data,

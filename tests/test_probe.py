@@ -12,7 +12,8 @@ from PIL import Image
 from fakelens.data.decode import crop_to, decode_image
 from fakelens.data.layout import open_source
 from fakelens.data.sources import source_entries
-from fakelens.evaluation.sources import auroc, leave_one_source_out
+from fakelens.evaluation.metrics import auroc
+from fakelens.evaluation.sources import leave_one_source_out
 from fakelens.inference import load_detector
 from fakelens.models.backbones import BackboneInfo, BackboneSpec, available_backbones, register_backbone
 from fakelens.probe_training import ProbeConfig, fit_head, source_weights, train_probe

@@ -11,7 +11,7 @@ from conftest import REPO, fixed_sample
 import fakelens
 from fakelens.data.decode import decode_image
 from fakelens.data.views import JUDGING_QUALITY, encode
-from fakelens.evaluation.sources import auroc
+from fakelens.evaluation.metrics import auroc
 from fakelens.routing import RoutedDetector
 from fakelens.weights import DEFAULT_MODEL, shipped_model_path, shipped_models
 

@@ -40,16 +40,12 @@ class FeatureCache:
         self.folder = (
             root or cache_root() / "features"
         ) / f"{info.name}-{info.sha256[:16]}-{FEATURES_FORMAT}"
-        self.features = info.features
         self._lock = threading.Lock()
         self._rows: dict[bytes, np.ndarray] = {}
         self._pending: dict[bytes, np.ndarray] = {}
         for shard in sorted(self.folder.glob("*.npz")):
             with np.load(shard) as data:
                 self._rows.update(zip(map(bytes, data["keys"]), data["features"]))
-
-    def __len__(self) -> int:
-        return len(self._rows)
 
     @staticmethod
     def key(pixels: np.ndarray) -> bytes:

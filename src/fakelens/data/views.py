@@ -14,7 +14,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from fakelens.data.decode import crop_to, decode_image
+from fakelens.data.decode import crop_to, decode_image, load_image, reencode_jpeg
 
 #: The judging view's JPEG quality (sd-unsplash's documented protocol).
 JUDGING_QUALITY = 90
@@ -34,11 +34,9 @@ def encode(pixels: np.ndarray, fmt: str, quality: int) -> bytes:
 
 
 def judging_view(raw: bytes, size: tuple[int, int], name: str) -> np.ndarray:
-    """Decoded, re-encoded as JPEG q90, decoded again and fitted to `size` (short side, crop)."""
-    reencoded = encode(
-        decode_image(raw, name=name, draft_size=(2 * size[1], 2 * size[0])), "JPEG", JUDGING_QUALITY
-    )
-    return crop_to(decode_image(reencoded, name=name), size)
+    """Re-encoded as JPEG q90, then fitted to `size` (short side, crop): what `fakelens evaluate
+    --reencode-jpeg 90` does to every image."""
+    return load_image(reencode_jpeg(raw, JUDGING_QUALITY, name=name), size, name=name, fit="crop")
 
 
 def training_view(raw: bytes, size: tuple[int, int], name: str, seed: int, view: int) -> np.ndarray:

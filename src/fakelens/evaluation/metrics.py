@@ -13,6 +13,12 @@ from fakelens.evaluation.calibration import reliability
 CLASS_ORDER = ("real", "ai")  # confusion-matrix rows/columns: index 1 = AI
 
 
+def auroc(is_ai: np.ndarray, scores: np.ndarray) -> float | None:
+    """AUROC, or None when only one class is present."""
+    truth = np.asarray(is_ai, dtype=int)
+    return float(skm.roc_auc_score(truth, scores)) if len(np.unique(truth)) == 2 else None
+
+
 def detection_metrics(is_ai: np.ndarray, ai_probability: np.ndarray, threshold: float) -> dict[str, Any]:
     """Accuracy, per-class precision/recall/F1, AUROC, average precision, ECE (15 bins),
     confusion matrix.
@@ -30,7 +36,7 @@ def detection_metrics(is_ai: np.ndarray, ai_probability: np.ndarray, threshold: 
         "count": int(truth.size),
         "threshold": float(threshold),
         "accuracy": float(skm.accuracy_score(truth, predicted)),
-        "auroc": float(skm.roc_auc_score(truth, score)) if both_classes else None,
+        "auroc": auroc(truth, score),
         "ece": reliability(truth, score)["ece"],
         "confusion_matrix": {
             "labels": list(CLASS_ORDER),

@@ -15,18 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
+
+from fakelens.evaluation.metrics import auroc
 
 #: Fits a scorer on the rows given (a boolean mask over the data set): what one fold trains.
 FitFold = Callable[[np.ndarray], Callable[[np.ndarray], np.ndarray]]
-
-
-def auroc(is_ai: np.ndarray, scores: np.ndarray) -> float | None:
-    """AUROC, or None when only one class is present."""
-    is_ai = np.asarray(is_ai)
-    if is_ai.min(initial=1) == is_ai.max(initial=0):
-        return None
-    return float(roc_auc_score(is_ai, scores))
 
 
 def group_table(

@@ -22,8 +22,6 @@ from fakelens.fsutil import write_text_atomic
 from fakelens.models.backbones import Backbone, get_backbone_spec, load_backbone
 from fakelens.models.card import ModelCard
 
-#: The file ending of a saved probe model (card, backbone name and head in one JSON file).
-PROBE_SUFFIX = ".json"
 FORMAT = "fakelens-probe/1"
 
 
