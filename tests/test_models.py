@@ -78,7 +78,7 @@ def test_card_temperature_softens_but_keeps_order():
 def test_card_rejects_unknown_output_and_bad_numbers():
     with pytest.raises(InvalidArgumentError, match="received 'p_fake'"):
         ModelCard(name="m", architecture="seed", output="p_fake")
-    with pytest.raises(InvalidArgumentError, match="threshold=1.5"):
+    with pytest.raises(InvalidArgumentError, match="threshold must be a number from 0 to 1; received 1.5"):
         ModelCard(name="m", architecture="seed", threshold=1.5)
 
 

@@ -172,7 +172,8 @@ def test_report_refuses_what_it_cannot_read(tmp_path):
     result = runner.invoke(app, ["report", str(tmp_path / "edited.jsonl")])
     assert (
         result.exit_code == 2
-        and "result 1 (a.png) has no valid ai_probability; received 'high'" in result.output
+        and "edited.jsonl: line 1 ('a.png'): ai_probability must be a number from 0 to 1; received 'high'"
+        in result.output
     )
 
 

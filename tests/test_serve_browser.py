@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -15,6 +12,7 @@ import pytest
 from browser import browser_page
 from conftest import random_image, session_cache
 from PIL import Image, PngImagePlugin
+from servers import free_port, serving
 
 expect = pytest.importorskip("playwright.sync_api").expect
 
@@ -22,12 +20,6 @@ pytestmark = pytest.mark.browser
 
 #: A REAL and a FAKE image from the CIFAKE test split.
 SAMPLES = ("test/REAL/0000 (10).jpg", "test/FAKE/645.jpg")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module", params=["seed", "clipprobe"])
@@ -47,24 +39,8 @@ def server(request, tmp_path_factory):
         request.param,
     ]
     env = {**os.environ, "FAKELENS_CACHE": str(session_cache(tmp_path_factory))}
-    with open(log, "w") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the server did not become ready:\n{log.read_text()}")
-            time.sleep(0.3)
-        yield url, request.param
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with serving(command, port, log, env=env, ready_s=120):
+        yield f"http://127.0.0.1:{port}", request.param
 
 
 @pytest.fixture

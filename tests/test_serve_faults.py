@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -18,6 +16,7 @@ import httpx
 import psutil
 import pytest
 from conftest import encode, random_image
+from servers import free_port, serving
 from test_serve import BRIGHT, DARK, raw_request
 
 LIMIT = 1024 * 1024
@@ -37,31 +36,13 @@ uvicorn.run(create_app(config, detector=stub_detector()), host="127.0.0.1", port
 RSS_TOLERANCE_MB = 16
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextmanager
-def server_process() -> Iterator[tuple[str, int, psutil.Process]]:
+def server_process(log: Path) -> Iterator[tuple[str, int, psutil.Process]]:
     port = free_port()
     script = SERVER.format(tests=str(Path(__file__).parent), limit=LIMIT, timeout=TIMEOUT_S, port=port)
-    process = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("the server did not start within 60 s")
+    command = [sys.executable, "-c", script]
+    with serving(command, port, log, env={**os.environ, "PYTHONUNBUFFERED": "1"}) as process:
         yield "127.0.0.1", port, psutil.Process(process.pid)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def multipart_head(length: int) -> bytes:
@@ -135,8 +116,8 @@ def rss_mb(process: psutil.Process) -> float:
 
 
 @pytest.mark.slow
-def test_mixed_bad_and_good_requests_leave_the_server_up_correct_and_at_its_memory_baseline():
-    with server_process() as (host, port, process):
+def test_mixed_bad_and_good_requests_leave_the_server_up_correct_and_at_its_memory_baseline(tmp_path):
+    with server_process(tmp_path / "server.log") as (host, port, process):
         address = (host, port)
         fire(address)  # warm-up: every code path and buffer size has been met once
         baseline = rss_mb(process)

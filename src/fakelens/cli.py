@@ -1,13 +1,17 @@
 """The `fakelens` command: a thin shell that parses options, calls the library and prints.
 
 Exit codes: 0 all good; 1 finished, but some inputs failed (they are listed); 2 usage error.
+Names are printed as result files hold them: bytes of a file name that are not UTF-8 as `\\xNN`
+(`data.layout.printable_name`), so the output is UTF-8 text whatever the name.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -33,6 +37,9 @@ app.add_typer(data_app, name="data")
 out = Console(soft_wrap=True)  # never break paths across lines
 err = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
+# matplotlib logs to stderr as it is imported (a config folder it cannot write, a font cache it
+# builds): nothing a user of these commands acts on. Set before any command imports it.
+logging.getLogger("matplotlib").setLevel(logging.ERROR)
 #: Installed with the `tf` extra; the light runtime (`--backend onnx`) needs neither.
 TF_MODULES = ("tensorflow", "keras", "tensorboard")
 
@@ -83,6 +90,24 @@ EvidenceOption = Annotated[
 ]
 
 
+#: C0 and C1 control characters and DEL.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def plain(value: object) -> str:
+    """`value` for a terminal: bytes of names that are not UTF-8 as in result files (`\\xNN`),
+    and control characters (line breaks, tabs, escape sequences) as `\\xNN` too, so that a file
+    name can neither forge a line of output nor drive the terminal."""
+    from fakelens.data.layout import printable_name
+
+    return _CONTROL.sub(lambda found: f"\\x{ord(found[0]):02x}", printable_name(str(value)))
+
+
+def shown(value: object) -> str:
+    """`value` for Rich: `plain`, with markup escaped."""
+    return escape(plain(value))
+
+
 def usage_errors(command: F) -> F:
     """Turn fakelens' own errors into a one-line message and exit code 2."""
 
@@ -91,7 +116,7 @@ def usage_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except FakelensError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+            err.print(f"[bold red]error:[/] {shown(exc)}", highlight=False)
             raise typer.Exit(2) from None
         except ModuleNotFoundError as exc:
             if exc.name not in TF_MODULES:
@@ -131,14 +156,14 @@ def predict(
         if as_json:
             typer.echo(json.dumps(record.to_dict(), ensure_ascii=False))
         elif record.error:
-            typer.echo(f"{record.path}\terror\t{record.error}")
+            typer.echo(f"{plain(record.path)}\terror\t{plain(record.error)}")
         else:
-            typer.echo(f"{record.path}\t{record.label}\t{record.ai_probability:.4f}")
+            typer.echo(f"{plain(record.path)}\t{record.label}\t{record.ai_probability:.4f}")
         if evidence and not as_json:
             if record.declared:
-                typer.echo(f"\tdeclared: {record.declared}")
+                typer.echo(f"\tdeclared: {plain(record.declared)}")
             for item in record.evidence or []:
-                typer.echo(f"\tevidence: {evidence_text(item)}: {item['value'][:80]!r}")
+                typer.echo(f"\tevidence: {plain(evidence_text(item))}: {item['value'][:80]!r}")
     if any(record.error for record in records):
         raise typer.Exit(1)
 
@@ -170,6 +195,15 @@ def scan(
         list[str] | None,
         typer.Option(help='Only files whose relative path matches this glob, e.g. "test/*" (repeatable).'),
     ] = None,
+    follow_links: Annotated[
+        bool,
+        typer.Option(
+            "--follow-links",
+            help="Also read symbolic links to files outside the scanned folder (by default each gets "
+            "a row saying it was skipped, so a folder from elsewhere cannot make the scan read any "
+            "file you can). Links to folders are never followed.",
+        ),
+    ] = False,
     model: ModelOption = None,
     backend: BackendOption = None,
     batch_size: Annotated[
@@ -232,6 +266,7 @@ def scan(
             actor_cpus=ray_actor_cpus,
             fresh=fresh,
             quiet=quiet,
+            follow_links=follow_links,
         )
     elif engine == "local":
         from fakelens.scan import scan as run_scan
@@ -245,6 +280,7 @@ def scan(
             quiet=quiet,
             evidence=evidence,
             resume=not fresh,
+            follow_links=follow_links,
         )
     else:
         raise InvalidArgumentError(f"--engine must be local or ray; received {engine!r}")
@@ -255,14 +291,17 @@ def scan(
         f"in {summary.seconds:.1f} s ({summary.images_per_second:,.0f} images/s)."
     )
     if summary.already_done:
-        out.print(f"Already in {summary.out}, skipped: {summary.already_done:,} file(s).")
+        out.print(f"Already in {shown(summary.out)}, skipped: {summary.already_done:,} file(s).")
     if summary.not_images:
         out.print(
             f"Not scanned, no image file ending: {len(summary.not_images):,} file(s), "
-            f"e.g. {summary.not_images[0]}"
+            f"e.g. {shown(summary.not_images[0])}"
         )
-    out.print(f"Results saved to {summary.out}")
+    out.print(f"Results saved to {shown(summary.out)}")
+    earlier = list_failures(summary.earlier_failures, "failed in an earlier run (file unchanged)")
     report_failures(summary.failures, "failed")
+    if earlier:  # the exit code describes the finished file, not only this run
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -535,14 +574,19 @@ def robustness_table(results: dict[str, dict[str, float]]) -> Table:
     return table
 
 
-def report_failures(failures: Iterable[tuple[str, str]], verb: str, shown: int = 20) -> None:
-    """List bad inputs on stderr (the first `shown`), then exit 1 if there were any."""
+def list_failures(failures: Iterable[tuple[str, str]], verb: str, limit: int = 20) -> bool:
+    """List bad inputs on stderr (the first `limit`); True if there were any."""
     failures = list(failures)
-    for path, reason in failures[:shown]:
-        err.print(f"[red]{verb}:[/] {path}: {reason}", highlight=False)
-    if len(failures) > shown:
-        err.print(f"... and {len(failures) - shown:,} more.")
-    if failures:
+    for path, reason in failures[:limit]:
+        err.print(f"[red]{verb}:[/] {shown(path)}: {shown(reason)}", highlight=False)
+    if len(failures) > limit:
+        err.print(f"... and {len(failures) - limit:,} more.")
+    return bool(failures)
+
+
+def report_failures(failures: Iterable[tuple[str, str]], verb: str) -> None:
+    """List bad inputs on stderr, then exit 1 if there were any."""
+    if list_failures(failures, verb):
         raise typer.Exit(1)
 
 
@@ -607,13 +651,13 @@ def explain(
             continue
         record = result.record
         pointing = [e for e in record["evidence"] if e["points_to"] != "unknown"]
-        shown = "; ".join(evidence_text(e) for e in pointing)
+        pointing_to = "; ".join(evidence_text(e) for e in pointing)
         out.print(
-            f"{record['path']}\t{record['label']}\t{record['ai_probability']:.4f}\t"
-            f"{result.files[0]}\t{shown or 'no metadata evidence'}",
+            f"{shown(record['path'])}\t{record['label']}\t{record['ai_probability']:.4f}\t"
+            f"{shown(result.files[0])}\t{escape(pointing_to) or 'no metadata evidence'}",
             highlight=False,
         )
-    out.print(f"Results saved to {out_dir}")
+    out.print(f"Results saved to {shown(out_dir)}")
     report_failures(failures, "failed")
 
 
@@ -657,7 +701,7 @@ def report(
 
     target = out_path or Path("report.md" if markdown else "report.html")
     options = ReportOptions(model=model, data=data, top=top, sample=sample, quiet=quiet)
-    out.print(f"Results saved to {write_report(source, target, markdown=markdown, options=options)}")
+    out.print(f"Results saved to {shown(write_report(source, target, markdown=markdown, options=options))}")
 
 
 @app.command()
@@ -676,7 +720,7 @@ def serve(
         int, typer.Option(help="Most files per request (413 above it).")
     ] = ServeConfig.max_files,
     timeout: Annotated[
-        float, typer.Option(help="Seconds to receive an upload (408) and to score it (503).")
+        float, typer.Option(help="Seconds to receive (408), decode (504) and score (503) an upload.")
     ] = ServeConfig.request_timeout_s,
     batch_window_ms: Annotated[
         float, typer.Option(help="Requests arriving within this many ms share one model call.")
@@ -713,10 +757,16 @@ def serve(
         backend=backend,
     )
     os.environ[CONFIG_ENV] = json.dumps(asdict(config))
+    served = "fakelens.serving.app:app_from_env"
+    if workers == 1:  # loaded here, a model that cannot load is refused in one line (exit 2), not
+        # by the server's start-up with a traceback; more workers each load their own
+        from fakelens.serving.app import create_app
+
+        served = create_app(config, detector=_detector(model, trust_model, backend=backend))
     out.print(f"Serving on http://{host}:{port}/ (API docs at /docs); Ctrl+C stops.")
     uvicorn.run(
-        "fakelens.serving.app:app_from_env",
-        factory=True,
+        served,
+        factory=workers > 1,
         host=host,
         port=port,
         workers=workers,

@@ -28,8 +28,24 @@ SMALL_SIDE = 64
 #: Refuse images above this many pixels before decoding them (decompression bombs).
 #: 100 MP admits any camera photo and most panoramas.
 MAX_PIXELS = 100_000_000
+#: Refuse images whose decoding would take more memory than this, estimated from the header
+#: (canvas x bytes per pixel of the decoder and the RGB conversion); decodes running at once
+#: share it. With the CLIP encoder's ~300 MB, a process stays under 1.5 GB.
+MAX_DECODE_BYTES = 1 << 30
 #: Refuse files larger than this before reading them (a zip member can claim any size).
 MAX_FILE_BYTES = 256 * 1024 * 1024
+#: Metadata evidence (`explain.metadata`) keeps at most this many findings per file, then one
+#: saying that the rest were not read: genuine files carry a dozen, a hostile XMP packet hundreds
+#: of thousands (44 MiB of JSON for one file). 50 findings of `MAX_EVIDENCE_VALUE_CHARS` stay far
+#: below the 131,072 characters a CSV cell may hold.
+MAX_EVIDENCE_FINDINGS = 50
+#: The longest value kept per finding: generator parameters and workflows run to megabytes.
+MAX_EVIDENCE_VALUE_CHARS = 400
+#: The most bytes of any one metadata text that evidence reading parses (an XMP packet, a PNG
+#: text chunk once inflated, an EXIF value). Genuine workflows and packets stay well below;
+#: without a bound, parsing costs time and memory in proportion to the file, or to what a
+#: compressed text chunk inflates to.
+MAX_EVIDENCE_TEXT_BYTES = 2 * 1024 * 1024
 #: File name endings treated as images when listing a folder or zip. HEIC/HEIF files are listed
 #: so that a scan reports them as unsupported rather than passing over them.
 IMAGE_SUFFIXES = frozenset(
@@ -150,7 +166,9 @@ class ServeConfig:
     max_files: int = 16
     #: Refused before decoding (422 above it).
     max_pixels: int = MAX_PIXELS
-    #: Seconds to receive a request's body (408), and to get its scores (503).
+    #: Seconds to receive a request's body (408), to decode its files and read their evidence
+    #: (a file not done by then is answered as timed out; 504 when no file was judged), and to
+    #: get its scores (503).
     request_timeout_s: float = 30.0
     #: Requests arriving within this window share one model call.
     batch_window_ms: float = 5.0

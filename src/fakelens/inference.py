@@ -17,8 +17,10 @@ import numpy as np
 
 from fakelens.config import InferenceConfig
 from fakelens.data.decode import BYTES_TYPES, FITS, ImageInput, load_image
+from fakelens.data.layout import printable_name
 from fakelens.errors import ImageDecodeError, InvalidArgumentError, ModelLoadError
 from fakelens.models.card import ModelCard
+from fakelens.models.limits import MAX_BATCH_PIXELS
 
 Input = ImageInput | np.ndarray
 #: How a model file is run: Keras (TensorFlow), or onnxruntime alone (`fakelens export`).
@@ -67,7 +69,8 @@ class Detector:
 
     `model` is a Keras model, or a `runtime.OnnxModel`: anything with `predict_on_batch`.
     `parallel_batches` model calls may run at once (from different threads); more than one only
-    pays when each call runs on one thread, as `load` arranges.
+    pays when each call runs on one thread, as `load` arranges. Batches hold at most
+    `MAX_BATCH_PIXELS`: a card with a large input gets smaller batches, not more memory.
     """
 
     def __init__(
@@ -79,7 +82,10 @@ class Detector:
             raise InvalidArgumentError(f"parallel_batches must be at least 1; received {parallel_batches}")
         self.model = model
         self.card = card
-        self.batch_size = batch_size or InferenceConfig.batch_size
+        height, width = card.input_size
+        self.batch_size = min(
+            batch_size or InferenceConfig.batch_size, max(1, MAX_BATCH_PIXELS // (height * width))
+        )
         self.parallel_batches = parallel_batches
 
     @classmethod
@@ -98,14 +104,17 @@ class Detector:
             model, card = load_probe(path)
             batch_size = batch_size or InferenceConfig.probe_batch_size
         else:
+            from fakelens.models.saving import load_model, read_card
+
+            read_card(path)  # a hostile file is refused before TensorFlow loads (seconds, 0.7 GB)
             try:
-                from fakelens.models.saving import load_model
+                one_thread = _one_thread_per_op()
             except ModuleNotFoundError as exc:
                 raise ModelLoadError(
                     f"{path}: .keras models need TensorFlow ({exc.name} is not installed): "
                     "pip install 'fakelens[tf]', or use an exported .onnx model (--backend onnx)"
                 ) from None
-            if not _one_thread_per_op():
+            if not one_thread:
                 parallel = 1
             model, card = load_model(path, trust=trust, compile=False)
         return cls(model, card, batch_size=batch_size, parallel_batches=parallel)
@@ -334,8 +343,9 @@ def _one_thread_per_op() -> bool:
 
 
 def _describe(item: Input, index: int) -> str:
+    """The record's name for an input: a path as result files write it (`printable_name`)."""
     if isinstance(item, (str, os.PathLike)):
-        return str(item)
+        return printable_name(str(item))
     return f"<{'array' if isinstance(item, np.ndarray) else 'bytes'} {index}>"
 
 

@@ -2,9 +2,17 @@
 
 Rows are appended to a journal, `<out>.partial`, and flushed after every batch; `commit()`
 publishes it as `out` atomically. Opening the same `out` again recovers the journal (or, after
-a finished scan, starts one from `out`): complete rows are kept, a torn last line left by a
+a finished scan, starts one from `out`): complete rows are kept, a torn last record left by a
 kill is dropped, and `is_done()` tells which files need no new row. A path scored twice (its
 file changed) keeps only its newest row when the file is published.
+
+A kill can cut the journal anywhere, inside a quoted CSV cell too (a file name may hold a line
+break): a record the end of the file cuts short is the torn one, and only it is dropped. Cells
+are read back whatever their length (`any_cell_size`): a hand-edited row, or the findings of a
+file full of metadata, can pass csv's default limit of 131,072 characters.
+
+Paths arrive as scans display them (`data.layout.printable_name`: bytes of a name that are not
+UTF-8 as `\\xNN`), so every result file is UTF-8 text.
 
 CSV and JSONL journals are in the output's own format; a Parquet output is journalled as
 JSONL and converted at commit in row groups, never as one table in memory.
@@ -17,7 +25,9 @@ import io
 import json
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -35,8 +45,33 @@ EVIDENCE_COLUMNS = (DECLARED_COLUMN, EVIDENCE_COLUMN)
 FORMATS = (".csv", ".jsonl", ".parquet")
 PARQUET_HINT = "Parquet output needs pyarrow: pip install 'fakelens[parquet]'"
 _ROW_GROUP = 65_536
+#: The longest CSV cell read back: csv's limit is a C long, 32 bits on some platforms.
+_MAX_CELL = 2**31 - 1
 
 Row = dict[str, Any]
+_cell_lock = threading.Lock()
+#: Readers inside `any_cell_size`, and csv's own limit, put back when the last one leaves.
+_cell_readers = 0
+_cell_default = 0
+
+
+@contextmanager
+def any_cell_size() -> Iterator[None]:
+    """Read CSV cells of any length inside this block. csv's limit (131,072 characters) is one
+    setting for the whole process, so it is lifted only while fakelens reads a result file, and
+    put back when the last such reader is done; the file's own size bounds the memory used."""
+    global _cell_readers, _cell_default
+    with _cell_lock:
+        if _cell_readers == 0:
+            _cell_default = csv.field_size_limit(_MAX_CELL)
+        _cell_readers += 1
+    try:
+        yield
+    finally:
+        with _cell_lock:
+            _cell_readers -= 1
+            if _cell_readers == 0:
+                csv.field_size_limit(_cell_default)
 
 
 def check_output_path(out: Path) -> None:
@@ -70,6 +105,8 @@ class ResultWriter:
         self.done: dict[str, tuple[int, tuple[str, str]]] = {}
         #: Paths of `done` written again (their file changed): their old rows are dropped.
         self.superseded: set[str] = set()
+        #: path -> error of the paths in `done` whose newest row is a failure.
+        self._failed: dict[str, str] = {}
         self.rows = 0
         self.recovered_rows = 0
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -95,6 +132,11 @@ class ResultWriter:
     @property
     def recovered(self) -> int:
         return len(self.done)
+
+    def earlier_failures(self) -> list[tuple[str, str]]:
+        """(path, error) of the failed rows the journal held when opened that the published file
+        keeps: those not written again since."""
+        return [(path, error) for path, error in self._failed.items() if path not in self.superseded]
 
     def is_done(self, path: str, key: tuple[str, str]) -> bool:
         """True when `path` already has a row for this version of the file."""
@@ -150,7 +192,7 @@ class ResultWriter:
                 _write_text(handle, batch.to_pylist(), csv_format=False, columns=self.columns)
 
     def _recover(self) -> None:
-        """Index the journal's complete rows and cut off a torn last line."""
+        """Index the journal's complete rows and cut off a torn last record."""
         end = 0
         for index, (row, row_end) in enumerate(self._scan()):
             if row.get("model") != self.model:
@@ -159,6 +201,10 @@ class ResultWriter:
                     "scan with that model, or choose another --out"
                 )
             self.done[row["path"]] = (index, resume_key(row))
+            if row.get("error"):
+                self._failed[row["path"]] = str(row["error"])
+            else:
+                self._failed.pop(row["path"], None)
             self.rows, end = index + 1, row_end
         self.recovered_rows = self.rows
         if end < self.partial.stat().st_size:
@@ -169,34 +215,41 @@ class ResultWriter:
 
     def _scan(self) -> Iterator[tuple[Row, int]]:
         """Complete rows with the byte offset where each ends; refuses files not written here."""
-        with open(self.partial, "rb") as handle:
-            lines = _Lines(handle)
+        with open(self.partial, "rb") as handle, any_cell_size():
+            lines = _Lines(handle, self._earlier)
             if self.csv:
                 parse = _csv_rows(lines, self._earlier, self.columns)
             else:
                 parse = _jsonl_rows(lines, self._earlier)
             for row in parse:
                 yield row, lines.consumed
-            handle.seek(lines.consumed)
-            tail = handle.read()
-            if b"\n" in tail:
-                raise _damaged(self._earlier, lines, "a broken line")
 
 
 class _Lines:
-    """Complete lines of a binary file, counting the bytes consumed; stops at a torn last line."""
+    """Complete lines of a binary file, counting the bytes consumed; stops at a torn last line.
 
-    def __init__(self, handle: io.BufferedReader) -> None:
+    `ended` turns true once the file has no complete line left: a CSV record handed out after
+    that was cut short by the end of the file (inside a quoted cell), and is the torn one.
+    """
+
+    def __init__(self, handle: io.BufferedReader, path: Path) -> None:
         self.handle = handle
+        self.path = path
         self.consumed = 0
+        self.ended = False
         self._pending = 0
 
     def __iter__(self) -> Iterator[str]:
         for line in self.handle:
             if not line.endswith(b"\n"):
-                return
+                break
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                raise _damaged(self.path, self, "a line that is not UTF-8") from None
             self._pending += len(line)
-            yield line.decode("utf-8")
+            yield text
+        self.ended = True
 
     def commit(self) -> None:
         """Mark every line handed out so far as part of a complete row."""
@@ -212,6 +265,13 @@ def _damaged(path: Path, lines: _Lines, what: str) -> InvalidArgumentError:
 
 
 def _csv_rows(lines: _Lines, path: Path, columns: tuple[str, ...]) -> Iterator[Row]:
+    try:
+        yield from _csv_records(lines, path, columns)
+    except csv.Error as exc:
+        raise _damaged(path, lines, f"CSV it cannot read: {exc}") from None
+
+
+def _csv_records(lines: _Lines, path: Path, columns: tuple[str, ...]) -> Iterator[Row]:
     reader = csv.reader(iter(lines))
     header = next(reader, None)
     if header is None:
@@ -231,6 +291,8 @@ def _csv_rows(lines: _Lines, path: Path, columns: tuple[str, ...]) -> Iterator[R
         raise _damaged(path, lines, f"columns {header}")
     lines.commit()
     for record in reader:
+        if lines.ended:  # cut short by the end of the file: the torn last record
+            return
         if len(record) != len(columns):
             raise _damaged(path, lines, f"a row of {len(record)} fields")
         lines.commit()
@@ -241,9 +303,9 @@ def _jsonl_rows(lines: _Lines, path: Path) -> Iterator[Row]:
     for line in lines:
         try:
             row = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
             row = None
-        if not isinstance(row, dict) or "path" not in row:
+        if not isinstance(row, dict) or not isinstance(row.get("path"), str):
             raise _damaged(path, lines, "a line that is not a result record")
         lines.commit()
         yield row

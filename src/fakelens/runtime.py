@@ -15,9 +15,13 @@ import numpy as np
 
 from fakelens.errors import ModelLoadError
 from fakelens.models.card import ModelCard
+from fakelens.models.limits import check_model_size
 
 #: The metadata key holding the model card's JSON.
 CARD_KEY = "fakelens_card"
+#: What `OnnxModel` feeds a graph, and the outputs it can read as scores.
+INPUT_TYPE = "tensor(uint8)"
+OUTPUT_TYPES = ("tensor(float)", "tensor(double)", "tensor(float16)")
 INSTALL_HINT = "install the light runtime with: pip install 'fakelens[onnx]'"
 
 
@@ -56,18 +60,36 @@ def one_thread_session(path: Path) -> object:
 
 
 def load_onnx(path: str | os.PathLike[str]) -> tuple[OnnxModel, ModelCard]:
-    """Load a `.onnx` file written by `fakelens export`, with its card."""
+    """Load a `.onnx` file written by `fakelens export`, with its card; the graph's inputs and
+    outputs are checked against the card (`_check_graph`) before anything is scored."""
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such model file")
+    check_model_size(path, path.stat().st_size)
     session = one_thread_session(path)
     text = session.get_modelmeta().custom_metadata_map.get(CARD_KEY)
     if text is None:
         raise ModelLoadError(
             f"{path}: this .onnx file has no fakelens model card; export it with `fakelens export`"
         )
-    try:
-        card = ModelCard.from_json(text)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ModelLoadError(f"{path}: its model card is malformed ({exc!r})") from None
+    card = ModelCard.from_json(text, path)
+    _check_graph(path, session, card)
     return OnnxModel(session), runtime_card(card)
+
+
+def _check_graph(path: Path, session: object, card: ModelCard) -> None:
+    """Refuse a graph that cannot run on the card's batches: onnxruntime would otherwise fail
+    at the first prediction, with its own InvalidArgument."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    mismatch = card.signature_mismatch([_shape(x) for x in inputs], [_shape(x) for x in outputs])
+    if mismatch is None and inputs[0].type != INPUT_TYPE:
+        mismatch = f"it takes {inputs[0].type}, not the {INPUT_TYPE} images fakelens feeds"
+    if mismatch is None and outputs[0].type not in OUTPUT_TYPES:
+        mismatch = f"it outputs {outputs[0].type}, not floating-point scores"
+    if mismatch:
+        raise ModelLoadError(f"{path}: refused: the graph disagrees with its card: {mismatch}")
+
+
+def _shape(node: object) -> tuple[int | None, ...]:
+    """A graph input's or output's shape, with named (symbolic) dimensions as None."""
+    return tuple(size if isinstance(size, int) else None for size in node.shape or ())

@@ -43,6 +43,9 @@ class ScanSummary:
     scored: int = 0
     ai: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    #: Failed rows kept from an earlier run (files not changed since): with `failures`, every
+    #: failed row of the finished file, which is what the exit code describes.
+    earlier_failures: list[tuple[str, str]] = field(default_factory=list)
     #: Files not scanned because their names do not end like an image (.txt, .json, ...).
     not_images: list[str] = field(default_factory=list)
     #: Files skipped because the output already had a row for them (resumed or incremental).
@@ -124,6 +127,7 @@ def scan(
     quiet: bool = False,
     resume: bool = True,
     evidence: bool = False,
+    follow_links: bool = False,
 ) -> ScanSummary:
     """Score every image in `source_path` into `out` (.csv, .jsonl or .parquet).
 
@@ -131,11 +135,12 @@ def scan(
     (paths on standard input). `include` keeps only names matching one of its glob patterns
     (e.g. "test/*"). `resume=False` ignores rows already in `out` and starts it afresh.
     `evidence` adds each file's metadata findings to its row, and what the file declares about
-    how it was made (`explain.declared`).
+    how it was made (`explain.declared`). Links out of a scanned folder are reported, not read,
+    unless `follow_links`.
     """
     check_output_path(out)
     summary = ScanSummary(out=out)
-    with open_input(source_path) as source:
+    with open_input(source_path, follow_links=follow_links) as source:
         writer = ResultWriter(out, model=detector.name, resume=resume, evidence=evidence)
         pending = _Pending(detector, source, evidence=evidence)
         began = time.perf_counter()
@@ -148,6 +153,7 @@ def scan(
                     advance(len(batch))
             _report_unlisted(source, writer, pending, summary)
             writer.commit()
+            summary.earlier_failures = writer.earlier_failures()
         finally:
             writer.close()
     summary.seconds = time.perf_counter() - began

@@ -1,8 +1,9 @@
 """Safe decoding of one untrusted image into an RGB uint8 array.
 
 Every failure becomes an `ImageDecodeError` naming the file and the reason: empty, unreadable,
-not an image, truncated or corrupt, too many pixels. The header is read first, so the pixel
-limit is enforced before any pixel data is decoded.
+not an image, truncated or corrupt, too many pixels, too slow or too large to decode. The
+file's structure is walked and its header read first, so those limits (`bounds`) are enforced
+before any decoder runs.
 
 Plain JPEGs (YCbCr or grey, no EXIF) go straight to libjpeg-turbo through simplejpeg: several
 times faster than Pillow on small files, whose Python-level marker parsing dominates, and
@@ -16,22 +17,45 @@ import io
 import os
 import stat
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
+from itertools import islice
 
 import numpy as np
 import simplejpeg
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from fakelens.config import INPUT_SIZE, MAX_FILE_BYTES, MAX_PIXELS, SMALL_SIDE
+from fakelens.data.bounds import (
+    MAX_PNG_CHUNKS,
+    MEMORY,
+    PNG_SIGNATURE,
+    check_structure,
+    decode_bytes,
+    png_chunks,
+)
 from fakelens.errors import ImageDecodeError
 
 ImageInput = str | os.PathLike[str] | bytes | bytearray | memoryview
 BYTES_TYPES = (bytes, bytearray, memoryview)
-#: What Pillow raises on damaged data, depending on the codec.
-PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError, KeyError)
+#: What Pillow raises on damaged data, depending on the codec (OverflowError: an offset past
+#: 2**63 in a BigTIFF).
+PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError, KeyError, OverflowError)
 
+#: The formats judged: those of `IMAGE_SUFFIXES` (MPO opens as JPEG). Pillow reads many more,
+#: some with decoders written in Python (QOI, MSP, BLP: minutes for a large image) or through
+#: Ghostscript (EPS).
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
+#: Images are converted to RGB a tile of about this many bytes of Pillow's pixels at a time.
+_TILE_BYTES = 4 << 20
+#: 16- and 32-bit integer grey modes.
+_INTEGER_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _WHITE = (255, 255, 255)
+#: A PNG's text chunks, and its last chunk (IEND, with its CRC).
+_PNG_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 #: Read-only, and no waiting for a writer when the path is a FIFO (Python's descriptors are
 #: not inherited by child processes anyway).
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
@@ -129,13 +153,23 @@ def input_bytes(data: ImageInput, name: str | None = None) -> tuple[str, bytes]:
 
 @contextmanager
 def open_image(raw: bytes, label: str, max_pixels: int = MAX_PIXELS) -> Iterator[Image.Image]:
-    """Pillow's lazy `Image.open` (header only) with the pixel limit checked; any Pillow failure
-    inside the block becomes an `ImageDecodeError` naming `label`."""
+    """Pillow's lazy `Image.open` (header only) with the structure and pixel limits checked; any
+    Pillow failure inside the block becomes an `ImageDecodeError` naming `label`."""
+    check_structure(raw, label)
+    with _open(raw, label, max_pixels) as image:
+        yield image
+
+
+@contextmanager
+def _open(raw: bytes, label: str, max_pixels: int) -> Iterator[Image.Image]:
+    """`open_image` once the structure is checked."""
     try:
         with warnings.catch_warnings():
-            # Our own pixel limit below replaces Pillow's bomb warning.
+            # Our own pixel limit below replaces Pillow's bomb warning, and a damaged EXIF block
+            # ("Corrupt EXIF data") only costs the orientation: no noise on stderr.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(raw)) as image:
+            warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
+            with Image.open(io.BytesIO(raw), formats=FORMATS) as image:
                 width, height = image.size
                 if width < 1 or height < 1:
                     raise ImageDecodeError(label, f"image has no pixels ({width}x{height})")
@@ -167,17 +201,55 @@ def decode_image(
 
     EXIF orientation is applied; grey, palette, alpha, CMYK and 16-bit images become RGB with
     alpha composited on white; animated images are judged on their first frame. `draft_size`
-    lets JPEG decoding skip detail that a later resize to that size would throw away.
+    lets JPEG decoding skip detail that a later resize to that size would throw away. Decoding
+    holds its estimated memory from the process's budget (`bounds.MEMORY`).
     """
+    return _decode(data, name, max_pixels, draft_size)
+
+
+def _decode(
+    data: ImageInput,
+    name: str | None,
+    max_pixels: int,
+    draft_size: tuple[int, int] | None,
+    fit: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> np.ndarray:
+    """`decode_image`, then `fit` on the array while the decode's memory is still held: resizing
+    a large array copies it once more."""
     label, raw = input_bytes(data, name)
-    fast = _decode_plain_jpeg(raw, max_pixels, draft_size)
+    structure_bytes = check_structure(raw, label)
+    fast = _decode_plain_jpeg(raw, label, structure_bytes, max_pixels, draft_size, fit)
     if fast is not None:
         return fast
-    with open_image(raw, label, max_pixels) as image:
-        if draft_size is not None and image.format == "JPEG":
+    with _open(_pixels_only(raw), label, max_pixels) as image:
+        declared = (label, image.width, image.height, image.format or "?")
+        if draft_size is not None and image.format in ("JPEG", "MPO"):
             image.draft("RGB", draft_size)
-        image.load()
-        return to_rgb_array(ImageOps.exif_transpose(image))
+        with MEMORY.reserve(
+            decode_bytes(image, structure_bytes, len(raw), fitted=fit is not None), *declared
+        ):
+            image.load()
+            array = to_rgb_array(image, _orientation(image))
+            image.close()  # its pixels go before the fit copies the array
+            return fit(array) if fit else array
+
+
+def _pixels_only(raw: bytes) -> bytes:
+    """A PNG without its text chunks and without the chunks after its pixel data but eXIf (the
+    orientation): Pillow inflates text as it meets it and refuses the whole image over a chunk it
+    cannot read (a zTXt that inflates past its limit), though the pixels are whole. The metadata
+    reader reads those chunks on its own. A chunk torn by the end of the file is left out, so
+    Pillow finds the pixel data short if it was torn there. Any other file is returned as it is."""
+    if not raw.startswith(PNG_SIGNATURE):
+        return raw
+    parts, after_pixels, previous = [PNG_SIGNATURE], False, b""
+    for kind, start, end in islice(png_chunks(raw), MAX_PNG_CHUNKS):
+        after_pixels = after_pixels or (previous == b"IDAT" and kind != b"IDAT")
+        previous = kind
+        if kind not in _PNG_TEXT_CHUNKS and (not after_pixels or kind == b"eXIf"):
+            parts.append(raw[start - 8 : end + 4])
+    pixels = b"".join([*parts, _PNG_END])
+    return raw if len(pixels) == len(raw) else pixels
 
 
 def _draft_scale(width: int, height: int, draft_size: tuple[int, int] | None) -> int:
@@ -189,10 +261,17 @@ def _draft_scale(width: int, height: int, draft_size: tuple[int, int] | None) ->
     return next((scale for scale in (8, 4, 2) if ratio >= scale), 1)
 
 
-def _decode_plain_jpeg(raw: bytes, max_pixels: int, draft_size: tuple[int, int] | None) -> np.ndarray | None:
+def _decode_plain_jpeg(
+    raw: bytes,
+    label: str,
+    structure_bytes: int,
+    max_pixels: int,
+    draft_size: tuple[int, int] | None,
+    fit: Callable[[np.ndarray], np.ndarray] | None,
+) -> np.ndarray | None:
     """Decode a plain JPEG with libjpeg-turbo directly, exactly as Pillow would (same DCT
-    scaling as `draft`); None hands the file to Pillow: not a JPEG, EXIF (orientation),
-    CMYK/RGB colour, over the pixel limit, or damaged."""
+    scaling as `draft`), then `fit` it; None hands the file to Pillow: not a JPEG, EXIF
+    (orientation), CMYK/RGB colour, over the pixel limit, or damaged."""
     if not raw.startswith(b"\xff\xd8\xff"):
         return None
     scan_start = raw.find(b"\xff\xda")
@@ -200,34 +279,76 @@ def _decode_plain_jpeg(raw: bytes, max_pixels: int, draft_size: tuple[int, int] 
         return None
     try:
         height, width, colorspace, _ = simplejpeg.decode_jpeg_header(raw)
-        if colorspace not in ("YCbCr", "Gray") or not 0 < width * height <= max_pixels:
-            return None
-        scale = _draft_scale(width, height, draft_size)
-        return simplejpeg.decode_jpeg(
-            raw, colorspace="RGB", min_width=-(-width // scale), min_height=-(-height // scale), strict=True
-        )
     except ValueError:
         return None
+    if colorspace not in ("YCbCr", "Gray") or not 0 < width * height <= max_pixels:
+        return None
+    scale = _draft_scale(width, height, draft_size)
+    out_width, out_height = -(-width // scale), -(-height // scale)
+    size = out_width * out_height * (7 if fit else 3) + structure_bytes  # the fit's copy: 4 bytes
+    with MEMORY.reserve(size, label, width, height, "JPEG"):
+        try:
+            array = simplejpeg.decode_jpeg(
+                raw, colorspace="RGB", min_width=out_width, min_height=out_height, strict=True
+            )
+        except ValueError:
+            return None
+        return fit(array) if fit else array
 
 
-def to_rgb_array(image: Image.Image) -> np.ndarray:
-    """Convert any Pillow mode to an (H, W, 3) uint8 RGB array."""
-    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        # 16-bit (or 32-bit integer) grey: scale the 0..65535 range down to 0..255.
-        grey = np.asarray(image, dtype=np.float64)
-        scaled = np.clip(np.rint(grey / 257.0), 0, 255).astype(np.uint8)
-        return np.repeat(scaled[..., None], 3, axis=2)
+#: For each EXIF orientation, the view of the upright array in the stored image's orientation
+#: (each is its own inverse but for 6 and 8, which undo each other).
+_STORED_VIEW = {
+    2: np.fliplr,
+    3: lambda a: np.rot90(a, 2),
+    4: np.flipud,
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, 1),
+    7: lambda a: np.rot90(a, 2).transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, -1),
+}
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1 to 8) that `ImageOps.exif_transpose` would apply; 1 if none."""
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+    except PIL_ERRORS:  # a damaged EXIF block costs the orientation, not the image
+        return 1
+    return orientation if isinstance(orientation, int) and orientation in _STORED_VIEW else 1
+
+
+def to_rgb_array(image: Image.Image, orientation: int = 1) -> np.ndarray:
+    """Convert any Pillow mode to an (H, W, 3) uint8 RGB array, upright for the EXIF
+    `orientation`: a tile at a time, written through a view of the array in the stored
+    orientation, so the peak is Pillow's image, the array and one tile (not several full-size
+    copies)."""
+    width, height = image.size
+    upright = np.empty((width, height, 3) if orientation in (5, 6, 7, 8) else (height, width, 3), np.uint8)
+    stored = _STORED_VIEW.get(orientation, lambda a: a)(upright)
+    cols = min(width, _TILE_BYTES // 4)
+    rows = max(1, _TILE_BYTES // (4 * cols))
+    for top in range(0, height, rows):
+        for left in range(0, width, cols):
+            box = (left, top, min(left + cols, width), min(top + rows, height))
+            tile = image if box == (0, 0, width, height) else image.crop(box)
+            stored[box[1] : box[3], box[0] : box[2]] = _tile_to_rgb(tile)
+    return upright
+
+
+def _tile_to_rgb(image: Image.Image) -> np.ndarray:
+    """One tile as RGB uint8, or grey as (H, W, 1) to broadcast: 16-bit (and 32-bit integer) grey
+    scaled from 0..65535 as `rint(v / 257)`, float grey rounded, alpha composited on white."""
+    if image.mode in _INTEGER_GREY:
+        grey = np.clip(np.asarray(image), 0, 65535).astype(np.uint32)
+        return ((grey + 128) // 257).astype(np.uint8)[..., None]  # exactly rint(v / 257), clipped
     if image.mode == "F":
-        grey = np.clip(np.rint(np.asarray(image, dtype=np.float64)), 0, 255).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=2)
-    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        image.mode == "P" and "transparency" in image.info
-    )
-    if has_alpha:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (*_WHITE, 255))
-        image = Image.alpha_composite(background, rgba)
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+        return np.clip(np.rint(np.asarray(image, dtype=np.float64)), 0, 255).astype(np.uint8)[..., None]
+    if image.mode in _ALPHA_MODES or (image.mode == "P" and "transparency" in image.info):
+        background = Image.new("RGBA", image.size, (*_WHITE, 255))
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        return np.asarray(Image.alpha_composite(background, rgba))[..., :3]
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
 def resize_to(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -290,7 +411,7 @@ def load_image(
     resized with antialiasing: a 12-megapixel photo decodes at 1/8 scale in a few milliseconds.
     """
     draft_size = (2 * size[1], 2 * size[0])
-    return FITS[fit](decode_image(data, name=name, max_pixels=max_pixels, draft_size=draft_size), size)
+    return _decode(data, name, max_pixels, draft_size, partial(FITS[fit], size=size))
 
 
 def reencode_jpeg(data: ImageInput, quality: int, *, name: str | None = None) -> bytes:

@@ -5,21 +5,23 @@ A source lists its files by relative name and reads their bytes; nothing is extr
 
 from __future__ import annotations
 
+import bz2
 import functools
 import hashlib
 import io
+import lzma
 import os
 import posixpath
 import struct
 import sys
-import threading
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
+from typing import TextIO
 
 from fakelens.config import CHECKOUT_DATA, DATA_ENV, IMAGE_SUFFIXES, KAGGLE_HANDLE, MAX_FILE_BYTES
 from fakelens.data.decode import read_file_bytes
@@ -32,6 +34,18 @@ _LOCAL_HEADER, _LOCAL_SIGNATURE = struct.Struct("<4s22xHH"), b"PK\x03\x04"
 _HEADER_SLACK = 512
 #: General-purpose flag bit 0: the member is encrypted.
 _ZIP_ENCRYPTED = 0x1
+#: Bytes of LZMA properties in a zip member (lc/lp/pb, then the dictionary size).
+_LZMA_PROPERTIES = 5
+
+#: The longest line of a list of paths read whole: longer than any system's path limit (Linux
+#: 4,096 bytes, Windows 32,767 characters), so a longer one cannot be a path.
+_MAX_LINE = 1 << 16
+#: Characters of such a line kept to name it.
+_SHOWN = 200
+#: Why a link out of the folder scanned is not read.
+OUTSIDE_LINK = (
+    "skipped: symbolic link to a file outside the scanned folder (pass --follow-links to follow it)"
+)
 
 #: Kaggle folder names -> the labels users see.
 FOLDER_LABELS = {"FAKE": "ai", "REAL": "real"}
@@ -42,7 +56,9 @@ class ImageSource:
     """A folder or zip of files, listed by relative POSIX name. Use it as a context manager."""
 
     path: Path
-    #: (folder name, reason) for folders that could not be listed: reported, never skipped.
+    #: (name, reason) for what was found but will not be read, filled in as names are listed:
+    #: folders that could not be listed, links out of the folder, lines of a list that cannot be
+    #: paths. Reported, never skipped.
     unlisted: Sequence[tuple[str, str]] = ()
 
     def __enter__(self) -> ImageSource:
@@ -89,25 +105,32 @@ class ImageSource:
 
 
 class FolderSource(ImageSource):
-    def __init__(self, path: Path) -> None:
+    """The files below a folder. Links to folders are never followed (no loops); a scan does not
+    read links to files outside the folder either, unless `follow_links`: a folder from elsewhere
+    could otherwise make it read (and record the size of) any file the user can."""
+
+    def __init__(self, path: Path, *, follow_links: bool = False) -> None:
         self.path = path
+        self.follow_links = follow_links
         self._names: list[str] | None = None
         self.unlisted: list[tuple[str, str]] = []
 
     def names(self) -> list[str]:
-        """Every file below the folder; links to folders are not followed (no loops)."""
+        """Every file below the folder, links to files followed wherever they lead (a data set
+        is chosen by its owner); a folder that cannot be listed is an error."""
         if self._names is None:
-            found = []
-            for dirpath, _dirs, files in os.walk(self.path, onerror=_refuse_unlistable, followlinks=False):
-                for file in files:
-                    found.append(Path(dirpath, file).relative_to(self.path).as_posix())
-            self._names = sorted(found)
+            unlisted: list[tuple[str, str]] = []
+            found = sorted(_walk(self.path, "", unlisted, follow_links=True))
+            if unlisted:
+                folder, reason = unlisted[0]
+                raise DatasetLayoutError(f"{self.path / folder}: {reason}")
+            self._names = found
         return self._names
 
     def iter_names(self, prefix: str = "") -> Iterator[str]:
         """Depth first, each folder's entries sorted by name; links to folders are not followed,
         nor folders whose files cannot start with `prefix`."""
-        return _walk(self.path, "", self.unlisted, prefix)
+        return _walk(self.path, prefix, self.unlisted, follow_links=self.follow_links)
 
     def read(self, name: str) -> bytes:
         return read_file_bytes(self.display_name(name))
@@ -131,10 +154,13 @@ class ZipSource(ImageSource):
     names such as `../x.jpg` cannot write anywhere.
 
     The member table comes from `zipindex` (`zipfile` builds an object per member, too slow for
-    archives of millions). Stored (uncompressed) members, the usual case for image archives, are
-    read with one positioned read each and checked against their CRC-32: `ZipFile.open` spends
-    longer than decoding a small JPEG on Python-level header parsing, and makes threads take turns
-    on the archive's file lock. `zipfile` is opened only for what that does not cover.
+    archives of millions; it is asked only for what that does not cover). Each member is then
+    read with one positioned read, inflated here (stored, deflate, bzip2 or LZMA) to at most the
+    size its directory entry declares, and checked against its CRC-32: `ZipFile.open` spends
+    longer than decoding a small JPEG on Python-level header parsing, makes threads take turns
+    on the archive's file lock, lets a bzip2 member inflate past its declared size in memory,
+    and lets damage to one member escape as `zlib.error` or `LZMAError`. Here whatever is wrong
+    with a member is an `ImageDecodeError` naming it, and the others are still read.
     """
 
     def __init__(self, path: Path) -> None:
@@ -143,28 +169,22 @@ class ZipSource(ImageSource):
             self._fd = os.open(path, os.O_RDONLY)
         except OSError as exc:
             raise DatasetLayoutError(f"{path}: not a readable zip file ({exc.strerror or exc})") from None
-        self._zip: zipfile.ZipFile | None = None
-        self._zip_lock = threading.Lock()
         try:
             index = read_index(self._fd)
-            self._index = index if index is not None else ZipIndex.from_infos(self._archive().infolist())
+            self._index = index if index is not None else ZipIndex.from_infos(self._zipfile_members())
         except BaseException:
             self.close()
             raise
 
-    def _archive(self) -> zipfile.ZipFile:
-        """The archive as `zipfile` reads it, opened on first need."""
-        with self._zip_lock:
-            if self._zip is None:
-                try:
-                    self._zip = zipfile.ZipFile(self.path)
-                except (zipfile.BadZipFile, OSError) as exc:
-                    raise DatasetLayoutError(f"{self.path}: not a readable zip file ({exc})") from None
-            return self._zip
+    def _zipfile_members(self) -> list[zipfile.ZipInfo]:
+        """The members as `zipfile` reads them, for archives outside `zipindex`'s fast path."""
+        try:
+            with zipfile.ZipFile(self.path) as archive:
+                return archive.infolist()
+        except (zipfile.BadZipFile, OSError, UnicodeDecodeError) as exc:
+            raise DatasetLayoutError(f"{self.path}: not a readable zip file ({exc})") from None
 
     def close(self) -> None:
-        if self._zip is not None:
-            self._zip.close()
         os.close(self._fd)
 
     def names(self) -> list[str]:
@@ -179,38 +199,38 @@ class ZipSource(ImageSource):
         member = self._index.get(name)
         if member is None:
             raise ImageDecodeError(self.display_name(name), "no such member in the zip")
-        if member.file_size > MAX_FILE_BYTES:
+        claimed = max(member.file_size, member.compress_size)
+        if claimed > MAX_FILE_BYTES:
             raise ImageDecodeError(
                 self.display_name(name),
-                f"zip member claims {member.file_size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit",
+                f"zip member claims {claimed:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit",
             )
-        stored = self._read_stored(member)
-        if stored is not None:
-            return stored
-        try:  # compressed, encrypted or damaged: zipfile decompresses, or says what is wrong
-            with self._archive().open(name) as opened:
-                return opened.read()  # stops at the size checked above
-        except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError, DatasetLayoutError) as exc:
-            raise ImageDecodeError(self.display_name(name), f"cannot read zip member: {exc}") from None
-
-    def _read_stored(self, member: Member) -> bytes | None:
-        """A stored member's bytes if its local header and CRC-32 check out, else None."""
-        if member.compress_type != zipfile.ZIP_STORED or member.flag_bits & _ZIP_ENCRYPTED:
-            return None
-        size = member.compress_size
         try:
-            block = os.pread(self._fd, _LOCAL_HEADER.size + _HEADER_SLACK + size, member.header_offset)
-            if len(block) < _LOCAL_HEADER.size:
-                return None
-            signature, name_length, extra_length = _LOCAL_HEADER.unpack_from(block)
-            start = _LOCAL_HEADER.size + name_length + extra_length
-            data = block[start : start + size]
-            if len(data) < size:  # an unusually long name or extra field
-                data = os.pread(self._fd, size, member.header_offset + start)
-        except OSError:
-            return None
-        if signature != _LOCAL_SIGNATURE or len(data) != size or zlib.crc32(data) != member.CRC:
-            return None
+            data = _inflate(member.compress_type, self._member_data(member), member.file_size)
+            if len(data) != member.file_size or zlib.crc32(data) != member.CRC:
+                raise ValueError("bad CRC-32 or size: the member is damaged")
+        except ValueError as exc:  # what is wrong, in words
+            raise ImageDecodeError(self.display_name(name), f"cannot read zip member: {exc}") from None
+        except (OSError, zlib.error, lzma.LZMAError) as exc:  # from the disk or a decompressor
+            reason = f"cannot read zip member: its data is damaged or unreadable ({exc})"
+            raise ImageDecodeError(self.display_name(name), reason) from None
+        return data
+
+    def _member_data(self, member: Member) -> bytes:
+        """A member's stored or compressed bytes, found through its local header."""
+        if member.flag_bits & _ZIP_ENCRYPTED:
+            raise ValueError("it is encrypted (password-protected zips are not supported)")
+        size = member.compress_size
+        block = os.pread(self._fd, _LOCAL_HEADER.size + _HEADER_SLACK + size, member.header_offset)
+        if len(block) < _LOCAL_HEADER.size or not block.startswith(_LOCAL_SIGNATURE):
+            raise ValueError("its local header is missing or damaged")
+        _, name_length, extra_length = _LOCAL_HEADER.unpack_from(block)
+        start = _LOCAL_HEADER.size + name_length + extra_length
+        data = block[start : start + size]
+        if len(data) < size:  # an unusually long name or extra field
+            data = os.pread(self._fd, size, member.header_offset + start)
+        if len(data) != size:
+            raise ValueError("the archive ends inside the member (truncated)")
         return data
 
     def stat(self, name: str) -> tuple[str, str]:
@@ -229,22 +249,65 @@ class ZipSource(ImageSource):
         return digest.hexdigest()
 
 
+def _inflate(method: int, data: bytes, size: int) -> bytes:
+    """`data` decompressed by zip `method`, at most `size` + 1 bytes of it: what inflates past
+    the declared size (which was checked against the limit) is not held, only seen to be wrong."""
+    if method == zipfile.ZIP_STORED:
+        return data
+    if method == zipfile.ZIP_DEFLATED:
+        return zlib.decompressobj(-zlib.MAX_WBITS).decompress(data, size + 1)
+    if method == zipfile.ZIP_BZIP2:
+        return bz2.BZ2Decompressor().decompress(data, size + 1)
+    if method == zipfile.ZIP_LZMA:
+        # A version (2 bytes), the length of the LZMA properties (2 bytes), the properties, the data.
+        if len(data) < 4 or int.from_bytes(data[2:4], "little") != _LZMA_PROPERTIES:
+            raise ValueError("its LZMA header is damaged")
+        filters = [_lzma_filter(data[4 : 4 + _LZMA_PROPERTIES], size)]
+        decompressor = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=filters)
+        return decompressor.decompress(data[4 + _LZMA_PROPERTIES :], size + 1)
+    raise ValueError(f"compression method {method} is not supported (stored, deflate, bzip2 and LZMA are)")
+
+
+def _lzma_filter(properties: bytes, size: int) -> dict[str, int]:
+    """The LZMA1 filter that a zip member's 5 property bytes describe. The dictionary need not
+    be larger than the output (at most `size` + 1 bytes), whatever the member claims: a claim of
+    4 GiB would otherwise be allocated."""
+    if len(properties) != _LZMA_PROPERTIES or properties[0] >= 9 * 5 * 5:
+        raise ValueError("its LZMA properties are damaged")
+    pb, rest = divmod(properties[0], 9 * 5)
+    lp, lc = divmod(rest, 9)
+    dict_size = min(int.from_bytes(properties[1:], "little"), size + 1)
+    return {"id": lzma.FILTER_LZMA1, "lc": lc, "lp": lp, "pb": pb, "dict_size": max(dict_size, 4096)}
+
+
 class PathListSource(ImageSource):
     """Paths listed one per line (a text file, or standard input), each read where it is.
 
-    Relative paths are relative to the current directory; blank lines are skipped. The list is
-    read as the scan goes, so it can be longer than memory would hold.
+    Relative paths are relative to the current directory; blank lines are skipped; a `\\r`
+    before the line end is dropped. The list is read as the scan goes, so it can be longer than
+    memory would hold, and so can a line: one that no path could be as long as is cut short
+    (see `_lines`). A line that cannot be a path (too long, or holding a NUL byte) is reported
+    in `unlisted`, named with the NUL as `\\x00`.
     """
 
-    def __init__(self, lines: Iterable[str], path: Path) -> None:
+    def __init__(self, stream: TextIO, path: Path) -> None:
         self.path = path
-        self._lines = lines
+        self._stream = stream
+        self.unlisted: list[tuple[str, str]] = []
 
     def iter_names(self, prefix: str = "") -> Iterator[str]:
-        for line in self._lines:
-            name = line.rstrip("\r\n")
-            if name.strip() and name.startswith(prefix):
+        for number, name, length in _lines(self._stream):
+            if not name.strip() or not name.startswith(prefix):
+                continue
+            if length <= _MAX_LINE and "\0" not in name:
                 yield name
+                continue
+            where = f"line {number:,} of {self.path}"
+            if length > _MAX_LINE:
+                shown, reason = f"{name[:_SHOWN]}...", f"{where} is {length:,} characters: no path is so long"
+            else:
+                shown, reason = name, f"{where} holds a NUL byte, which no path can"
+            self.unlisted.append((shown.replace("\0", "\\x00"), reason))
 
     def names(self) -> list[str]:
         return sorted(self.iter_names())
@@ -259,26 +322,63 @@ class PathListSource(ImageSource):
         return name
 
     def close(self) -> None:
-        if hasattr(self._lines, "close") and self._lines is not sys.stdin:
-            self._lines.close()
+        if self._stream is not sys.stdin:
+            self._stream.close()
 
 
-def _walk(root: Path, folder: str, unlisted: list[tuple[str, str]], wanted: str) -> Iterator[str]:
-    """Files below `root / folder` whose names start with `wanted`."""
+def _lines(stream: TextIO) -> Iterator[tuple[int, str, int]]:
+    """(line number, text without its line end, length in characters) of each line. A line over
+    `_MAX_LINE` characters keeps only that many, the rest read and dropped, so no line costs more
+    memory than a path could need."""
+    number = 0
+    while line := stream.readline(_MAX_LINE + 1):
+        number += 1
+        length = len(line)
+        chunk = line
+        while not chunk.endswith("\n") and (chunk := stream.readline(_MAX_LINE)):
+            length += len(chunk)
+        yield number, line[:_MAX_LINE].rstrip("\r\n"), length - chunk.endswith("\n")
+
+
+def _walk(root: Path, wanted: str, unlisted: list[tuple[str, str]], *, follow_links: bool) -> Iterator[str]:
+    """Files below `root` whose names start with `wanted`, depth first, each folder's entries
+    sorted by name. A stack of listings, not recursion, so any depth is walked. Links to folders
+    are not followed; links to files outside `root` only with `follow_links`, else those with
+    image names go to `unlisted` (the rest would not be read anyway)."""
+    outside = None if follow_links else _outside(root)
+    stack = [_listing(root, "", unlisted)]
+    while stack:
+        name, entry = next(stack[-1], ("", None))
+        if entry is None:
+            stack.pop()
+        elif _is_dir(entry):
+            if not entry.is_symlink() and (name.startswith(wanted) or wanted.startswith(f"{name}/")):
+                stack.append(_listing(root, f"{name}/", unlisted))
+        elif name.startswith(wanted):
+            if outside is None or not entry.is_symlink() or not outside(entry.path):
+                yield name
+            elif is_image_name(name):
+                unlisted.append((name, OUTSIDE_LINK))
+
+
+def _listing(root: Path, folder: str, unlisted: list[tuple[str, str]]) -> Iterator[tuple[str, os.DirEntry]]:
+    """(name, entry) for each entry of `root / folder`, sorted by name; read at once, so no
+    folder stays open while its subfolders are walked. A folder that cannot be listed goes to
+    `unlisted`; the folder scanned itself is an error."""
     try:
         entries = sorted(os.scandir(root / folder), key=lambda entry: entry.name)
     except OSError as exc:
         if not folder:
             _refuse_unlistable(exc)
         unlisted.append((folder, f"cannot list this folder: {exc.strerror or exc}"))
-        return
-    for entry in entries:
-        name = f"{folder}{entry.name}"
-        if not _is_dir(entry):
-            if name.startswith(wanted):
-                yield name
-        elif not entry.is_symlink() and (name.startswith(wanted) or wanted.startswith(f"{name}/")):
-            yield from _walk(root, f"{name}/", unlisted, wanted)
+        return iter(())
+    return ((f"{folder}{entry.name}", entry) for entry in entries)
+
+
+def _outside(root: Path) -> Callable[[str], bool]:
+    """A test for paths that lead out of `root` once every link is resolved."""
+    inside = os.path.join(os.path.realpath(root), "")
+    return lambda path: not os.path.realpath(path).startswith(inside)
 
 
 def _refuse_unlistable(exc: OSError) -> None:
@@ -303,29 +403,31 @@ def _file_stat(path: str) -> tuple[str, str]:
     return str(info.st_size), datetime.fromtimestamp(info.st_mtime_ns / 1e9, timezone.utc).isoformat()
 
 
-def open_input(spec: str | os.PathLike[str]) -> ImageSource:
+def open_input(spec: str | os.PathLike[str], *, follow_links: bool = False) -> ImageSource:
     """What `fakelens scan` reads: `-` (paths on standard input), `@FILE` (paths listed in FILE,
     one per line), or a folder or zip (`open_source`)."""
     text = os.fspath(spec)
     if text == "-":
         if isinstance(sys.stdin, io.TextIOWrapper):  # file names need not be UTF-8: keep their bytes
-            sys.stdin.reconfigure(errors="surrogateescape")
+            sys.stdin.reconfigure(errors="surrogateescape", newline="\n")
         return PathListSource(sys.stdin, Path("<stdin>"))
     if text.startswith("@") and not Path(text).exists():
         path = Path(text[1:])
         try:
-            return PathListSource(open(path, encoding="utf-8", errors="surrogateescape"), path)
+            # Lines end at "\n" only, as on standard input: "\r" can be part of a file name.
+            stream = open(path, encoding="utf-8", errors="surrogateescape", newline="\n")
+            return PathListSource(stream, path)
         except OSError as exc:
             reason = exc.strerror or exc
             raise DatasetLayoutError(f"{path}: cannot read the list of paths ({reason})") from None
-    return open_source(text)
+    return open_source(text, follow_links=follow_links)
 
 
-def open_source(path: str | os.PathLike[str]) -> ImageSource:
-    """Open a folder or a zip file as an image source."""
+def open_source(path: str | os.PathLike[str], *, follow_links: bool = False) -> ImageSource:
+    """Open a folder or a zip file as an image source; see `FolderSource` for `follow_links`."""
     path = Path(path)
     if path.is_dir():
-        return FolderSource(path)
+        return FolderSource(path, follow_links=follow_links)
     if path.is_file():
         if zipfile.is_zipfile(path):
             return ZipSource(path)
@@ -433,7 +535,10 @@ class DisplayNameReader:
         for archive in path.parents:
             if archive in self._zips or (archive.is_file() and zipfile.is_zipfile(archive)):
                 if archive not in self._zips:
-                    self._zips[archive] = ZipSource(archive)
+                    try:
+                        self._zips[archive] = ZipSource(archive)
+                    except DatasetLayoutError as exc:  # one row's problem, not the caller's
+                        raise ImageDecodeError(name, str(exc)) from None
                 return self._zips[archive].read(path.relative_to(archive).as_posix())
             if archive.is_file():
                 break

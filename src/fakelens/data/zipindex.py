@@ -8,6 +8,10 @@ gathered as arrays; only the names become Python objects (decoded in one call). 
 fast path does not cover (members needing ZIP64 extra fields, data prepended to the archive,
 several disks, names holding a NUL, a damaged directory) returns None, and the caller falls back
 to `zipfile`, which handles or words every case.
+
+A name flagged UTF-8 that is not UTF-8, on which `zipfile` gives up on the whole archive, keeps its
+bytes here as surrogate escapes (as Python does for file names that are not UTF-8), so the other
+members are still read and the odd one is named, with `\\xNN` for those bytes, where it is shown.
 """
 
 from __future__ import annotations
@@ -105,7 +109,8 @@ class ZipIndex:
     @classmethod
     def from_infos(cls, infos: Sequence[zipfile.ZipInfo]) -> ZipIndex:
         """The same table from `zipfile`'s members (the fallback path)."""
-        infos = [info for info in infos if not info.is_dir()]
+        # Not `is_dir()`, which fails on an empty name (one that starts with a NUL, cut there).
+        infos = [info for info in infos if not info.filename.endswith("/")]
         records = np.zeros(len(infos), _WIDE_RECORD)  # ZIP64 sizes and offsets need 64 bits
         for at, info in enumerate(infos):
             year, month, day, hour, minute, second = info.date_time
@@ -134,7 +139,7 @@ def read_index(fd: int) -> ZipIndex | None:
             return None
         data, count = found
         return _parse(data, count)
-    except (OSError, struct.error, ValueError, UnicodeDecodeError):
+    except (OSError, struct.error, ValueError):
         return None
 
 
@@ -209,8 +214,9 @@ def _parse(data: bytes, count: int) -> ZipIndex | None:
 
 
 def _names(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray, utf8: np.ndarray) -> list[str] | None:
-    """Member names decoded as `zipfile` decodes them (UTF-8 when flagged, else code page 437);
-    None if one holds a NUL, which `zipfile` would cut short.
+    """Member names decoded as `zipfile` decodes them (UTF-8 when flagged, else code page 437),
+    bytes of a flagged name that are not UTF-8 kept as surrogate escapes; None if one holds a
+    NUL, which `zipfile` would cut short.
 
     The names are gathered into one buffer, each followed by a NUL, and decoded at once.
     """
@@ -224,8 +230,8 @@ def _names(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray, utf8: np
     if text.count(b"\0") != len(starts):
         return None
     if text.isascii() or utf8.all():  # ASCII reads the same in both
-        return text.decode("utf-8").split("\0")[:-1]
+        return text.decode("utf-8", "surrogateescape").split("\0")[:-1]
     return [
-        name.decode("utf-8" if flagged else "cp437")
+        name.decode("utf-8", "surrogateescape") if flagged else name.decode("cp437")
         for name, flagged in zip(text.split(b"\0")[:-1], utf8.tolist())
     ]

@@ -32,19 +32,24 @@ def is_uri(source: str) -> bool:
 
 
 def list_images(
-    source: str | os.PathLike[str], include: Sequence[str] = ()
+    source: str | os.PathLike[str], include: Sequence[str] = (), *, follow_links: bool = False
 ) -> tuple[list[Listed], list[str], list[tuple[str, str]]]:
-    """(image files to score, names skipped for not ending like an image, (folder, reason) for
-    folders that could not be listed), in listing order.
+    """(image files to score, names skipped for not ending like an image, (name, reason) for
+    what was found but cannot be read: folders that could not be listed, links out of a folder,
+    lines of a list that cannot be paths), in listing order.
 
-    `include` globs match relative names, as in the local scan.
+    `include` globs match relative names, and `follow_links` follows links out of a folder, as
+    in the local scan.
     """
     selected = selector(include)
     text = os.fspath(source)
     rows: list[Listed] = []
     not_images: list[str] = []
     unlisted: list[tuple[str, str]] = []
-    entries = _uri_listing(text) if is_uri(text) else _local_listing(text, unlisted, literal_prefix(include))
+    if is_uri(text):
+        entries = _uri_listing(text)
+    else:
+        entries = _local_listing(text, unlisted, literal_prefix(include), follow_links)
     for relative, display, size, modified in entries:
         if selected is not None and not selected(relative):
             continue
@@ -55,11 +60,13 @@ def list_images(
     return rows, not_images, unlisted
 
 
-def _local_listing(source: str, unlisted: list[tuple[str, str]], prefix: str) -> Iterator[_Entry]:
+def _local_listing(
+    source: str, unlisted: list[tuple[str, str]], prefix: str, follow_links: bool
+) -> Iterator[_Entry]:
     """A folder, zip or list as the local scan sees it (names starting with `prefix`): same
-    names, same sizes and times; the folders it could not list go to `unlisted`, as the local
-    scan reports them."""
-    with open_input(source) as opened:
+    names, same sizes and times; what it cannot read goes to `unlisted`, as the local scan
+    reports it."""
+    with open_input(source, follow_links=follow_links) as opened:
         for name in opened.iter_names(prefix):
             yield name, opened.display_name(name), *opened.stat(name)
         unlisted.extend((opened.display_name(folder), reason) for folder, reason in opened.unlisted)

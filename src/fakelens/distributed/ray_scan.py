@@ -75,6 +75,7 @@ def ray_scan(
     actor_cpus: int = 1,
     fresh: bool = False,
     quiet: bool = False,
+    follow_links: bool = False,
 ) -> ScanSummary:
     """Score every image of `source` into the part-file directory `out`; see the module docstring.
 
@@ -87,7 +88,7 @@ def ray_scan(
         raise InvalidArgumentError(f"--ray-actor-cpus must be at least 1; received {actor_cpus}")
     fmt = _check_out(out, fresh)
     load_detector(model, trust=trust, batch_size=batch_size, backend=backend)  # a bad model fails here, early
-    listed, not_images, unlisted = list_images(source, include)
+    listed, not_images, unlisted = list_images(source, include, follow_links=follow_links)
     summary = ScanSummary(out=out, not_images=not_images)
     began = time.perf_counter()
     partial = out.with_name(out.name + ".partial")

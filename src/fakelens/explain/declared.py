@@ -46,8 +46,12 @@ _SOURCES = ("c2pa", "xmp", "png_text", "exif")
 
 
 def declaration(findings: Iterable[Evidence | Mapping[str, Any]]) -> str | None:
-    """The file's declaration of how it was made, from its evidence findings; None if none."""
+    """The file's declaration of how it was made, from its evidence findings; None if none.
+
+    Findings read back from a result file may be anything JSON holds: what is not a mapping
+    is no finding, and declares nothing."""
     items = [item.to_dict() if isinstance(item, Evidence) else item for item in findings]
+    items = [item for item in items if isinstance(item, Mapping)]
     directions: list[str] = []
     parts: dict[str, list[str]] = {source: [] for source in _SOURCES}
     for item in items:

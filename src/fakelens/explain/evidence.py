@@ -16,11 +16,10 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from fakelens.config import MAX_EVIDENCE_VALUE_CHARS
+
 PointsTo = Literal["ai", "real", "unknown"]
 Strength = Literal["strong", "medium", "weak", "none"]
-
-#: Longest value kept per finding; generator parameters and workflows can run to megabytes.
-MAX_VALUE_CHARS = 400
 
 #: Tool names that, in a Software / CreatorTool / claim-generator field, mean an image generator.
 GENERATOR_NAMES = re.compile(
@@ -66,17 +65,21 @@ class Evidence:
         return asdict(self)
 
 
-def clip(text: str, limit: int = MAX_VALUE_CHARS) -> str:
-    """`text` without control characters and at most `limit` characters long."""
-    text = "".join(ch if ch.isprintable() or ch in "\n\t" else " " for ch in text).strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def clip(text: str, limit: int = MAX_EVIDENCE_VALUE_CHARS) -> str:
+    """`text` without control characters and at most `limit` characters long. Only the kept
+    start is examined character by character: values can run to megabytes."""
+    text = text.strip()
+    head = "".join(ch if ch.isprintable() or ch in "\n\t" else " " for ch in text[:limit]).strip()
+    return head if len(text) <= limit else head[: limit - 1] + "…"
 
 
 def software_evidence(kind: str, key: str, value: str) -> Evidence:
-    """A tool name: points to AI when it names a known generator, otherwise to nothing."""
+    """A tool name: points to AI when it names a known generator, otherwise to nothing. Only the
+    kept value is searched (a hostile one of megabytes took a second)."""
+    value = clip(value)
     if GENERATOR_NAMES.search(value):
-        return Evidence(kind, key, clip(value), "ai", "medium")
-    return Evidence(kind, key, clip(value), "unknown", "none")
+        return Evidence(kind, key, value, "ai", "medium")
+    return Evidence(kind, key, value, "unknown", "none")
 
 
 def source_type_evidence(kind: str, key: str, value: str) -> Evidence:

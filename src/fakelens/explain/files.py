@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from fakelens.data.layout import printable_name
 from fakelens.errors import ImageDecodeError
 from fakelens.explain.declared import declaration
 from fakelens.explain.heatmaps import describe, explain, overlay_png, shown_image
@@ -35,6 +36,7 @@ def explain_to_dir(
 ) -> Iterator[Explained | tuple[str, str]]:
     """For each image, write `<stem>.overlay.png`, `<stem>.heatmap.npy` and `<stem>.json` into
     `out_dir`; yield what was written, or (path, reason) for an image that could not be read.
+    Names that are not UTF-8 are written as result files write them (`printable_name`).
 
     `method`: "gradcam", "occlusion" or "auto" (`explain.heatmaps.choose_method`). With
     `shared_scale`, all overlays share one colour scale (the largest map value), so a faint map
@@ -47,13 +49,13 @@ def explain_to_dir(
         try:
             explanation = explain(detector, image, method=method)
         except ImageDecodeError as exc:
-            yield str(image), exc.reason
+            yield printable_name(str(image)), exc.reason
             continue
-        stem = _unique(image.stem, stems)
+        stem = _unique(printable_name(image.stem), stems)
         with atomic_path(out_dir / f"{stem}.heatmap.npy") as tmp:
             np.save(tmp, explanation.heatmap)
         record = {
-            "path": str(image),
+            "path": printable_name(str(image)),
             "label": explanation.label,
             "ai_probability": explanation.ai_probability,
             "model": detector.name,

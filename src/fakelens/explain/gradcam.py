@@ -81,12 +81,14 @@ def explain(detector: Detector, image: Input, *, name: str | None = None) -> Exp
     The model sees exactly what `Detector.predict` feeds it, so the probability is the same;
     the returned image is the input shrunk to at most MAX_MAP_SIDE, the map's size.
     """
-    if detector.card.fit != "stretch":
-        raise InvalidArgumentError(
-            f"model {detector.name!r} crops images (fit={detector.card.fit!r}); a Grad-CAM map "
-            "is drawn over the whole image: use occlusion"
-        )
-    prepared, shown = load_views(detector, image, name)
+    _check_fit(detector)
+    return explain_views(detector, *load_views(detector, image, name))
+
+
+def explain_views(detector: Detector, prepared: np.ndarray, shown: np.ndarray) -> Explanation:
+    """`explain` for an image already decoded by `heatmaps.load_views` (the server decodes
+    untrusted files on its own bounded pool)."""
+    _check_fit(detector)
     grad_model, layer = _grad_model(detector.model)
     batch = tf.convert_to_tensor(prepared[None].astype(np.float32))
     with tf.GradientTape() as tape:
@@ -108,6 +110,14 @@ def explain(detector: Detector, image: Input, *, name: str | None = None) -> Exp
         method="gradcam",
         layer=layer,
     )
+
+
+def _check_fit(detector: Detector) -> None:
+    if detector.card.fit != "stretch":
+        raise InvalidArgumentError(
+            f"model {detector.name!r} crops images (fit={detector.card.fit!r}); a Grad-CAM map "
+            "is drawn over the whole image: use occlusion"
+        )
 
 
 def heatmap(detector: Detector, image: Input, *, name: str | None = None) -> np.ndarray:

@@ -67,9 +67,16 @@ class Occlusion:
 
 def occlude(detector: Detector, image: Input, *, name: str | None = None, grid: int = GRID) -> Occlusion:
     """Decode `image` (path, bytes or (H, W, 3) uint8 array) and prepare its occluded copies."""
+    return occlude_views(detector, *load_views(detector, image, name), grid=grid)
+
+
+def occlude_views(
+    detector: Detector, prepared: np.ndarray, shown: np.ndarray, *, grid: int = GRID
+) -> Occlusion:
+    """`occlude` for an image already decoded by `heatmaps.load_views` (the server decodes
+    untrusted files on its own bounded pool)."""
     if grid < 1:
         raise InvalidArgumentError(f"occlusion grid must be at least 1; received grid={grid}")
-    prepared, shown = load_views(detector, image, name)
     height, width = shown.shape[:2]
     rows, cols = (np.linspace(0, side, grid + 2).round().astype(int) for side in (height, width))
     sigma = max(height, width) / (2 * (grid + 1))

@@ -17,6 +17,8 @@ from fakelens.explain.evidence import Evidence, clip, software_evidence, source_
 
 #: The label of the JUMBF box that holds C2PA manifests, present in any file that embeds one.
 _JUMBF_LABEL = b"c2pa"
+#: The longest action name kept in a finding's key (keys are short; the name is the signer's text).
+_MAX_ACTION_CHARS = 80
 
 
 @cache
@@ -66,7 +68,11 @@ def manifest_evidence(store: dict[str, Any]) -> list[Evidence]:
     value = f"{state}; {', '.join(problems)}" if problems else str(state)
     found.append(Evidence("c2pa", "validation_state", clip(value), "unknown", "none"))
     found += [
-        source_type_evidence("c2pa", f"{action.get('action', 'action')} digitalSourceType", source)
+        source_type_evidence(
+            "c2pa",
+            f"{clip(str(action.get('action', 'action')), _MAX_ACTION_CHARS)} digitalSourceType",
+            source,
+        )
         for action in _actions(manifest)
         if isinstance(source := action.get("digitalSourceType"), str)
     ]

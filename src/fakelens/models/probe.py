@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from fakelens.errors import ModelLoadError
+from fakelens.errors import InvalidArgumentError, ModelLoadError
 from fakelens.fsutil import write_text_atomic
-from fakelens.models.backbones import Backbone, get_backbone_spec, load_backbone
+from fakelens.models.backbones import Backbone, BackboneInfo, get_backbone_spec, load_backbone
 from fakelens.models.card import ModelCard
+from fakelens.models.limits import MAX_HEAD_WEIGHT, MAX_JSON_BYTES, parse_json, shown
 
 FORMAT = "fakelens-probe/1"
 
@@ -31,6 +32,14 @@ class LinearHead:
 
     coef: tuple[float, ...]
     intercept: float
+
+    def __post_init__(self) -> None:
+        weights = np.asarray([*self.coef, self.intercept], dtype=np.float64)
+        if len(self.coef) == 0 or not np.all(np.abs(weights) <= MAX_HEAD_WEIGHT):
+            raise InvalidArgumentError(
+                f"a probe head needs one or more weights, all finite and within +-{MAX_HEAD_WEIGHT:g}; "
+                f"received {len(self.coef)} weight(s), largest |value| {np.max(np.abs(weights)):g}"
+            )
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         # Row by row (not a matrix product, whose summation order varies with the batch's
@@ -91,27 +100,60 @@ def save_probe(path: str | os.PathLike[str], card: ModelCard, backbone: str, hea
 
 
 def read_probe(path: str | os.PathLike[str]) -> tuple[ModelCard, str, LinearHead]:
-    """The card, backbone name and head of a saved probe, checked against the registered backbone."""
+    """The card, backbone name and head of a saved probe, checked against the registered
+    backbone and `limits`' bounds before anything is loaded."""
     path = Path(path)
+    if not path.is_file():  # nor a FIFO or a device, which reading would wait on
+        raise ModelLoadError(f"{path}: no such model file")
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-        if record.get("format") != FORMAT:
-            raise ModelLoadError(f"{path}: not a fakelens probe model (format {record.get('format')!r})")
-        backbone = record["backbone"]["name"]
-        head = LinearHead(tuple(float(x) for x in record["head"]["coef"]), float(record["head"]["intercept"]))
-        card = ModelCard.from_json(json.dumps(record["card"]))
+        with path.open("rb") as file:
+            data = file.read(MAX_JSON_BYTES + 1)
     except OSError as exc:
         raise ModelLoadError(f"{path}: cannot read the model ({exc.strerror or exc})") from None
-    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
-        raise ModelLoadError(f"{path}: malformed probe model ({exc!r})") from None
-    info = get_backbone_spec(backbone).info
-    if record["backbone"].get("sha256") != info.sha256 or len(head.coef) != info.features:
+    record = parse_json(data, path, "the probe model file")
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        found = record.get("format") if isinstance(record, dict) else record
+        raise ModelLoadError(f"{path}: not a fakelens probe model (format {shown(found)})")
+    try:
+        backbone, sha256 = record["backbone"]["name"], record["backbone"].get("sha256")
+        if not isinstance(backbone, str):
+            raise TypeError(f"backbone name {shown(backbone)}")
+        head = LinearHead(_numbers(record["head"]["coef"]), *_numbers([record["head"]["intercept"]]))
+    except (InvalidArgumentError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        raise ModelLoadError(f"{path}: malformed probe model ({shown(exc, 200)})") from None
+    try:
+        info = get_backbone_spec(backbone).info
+    except InvalidArgumentError as exc:
+        raise ModelLoadError(f"{path}: {exc}") from None
+    card = ModelCard.from_dict(record.get("card"), path)
+    if sha256 != info.sha256 or len(head.coef) != info.features:
         raise ModelLoadError(
             f"{path}: its head was fitted on another version of {backbone} "
-            f"(sha256 {record['backbone'].get('sha256')}, {len(head.coef)} features; this one has "
+            f"(sha256 {shown(sha256)}, {len(head.coef)} features; this one has "
             f"sha256 {info.sha256}, {info.features} features); train it again"
         )
+    _check_card(path, card, info)
     return card, backbone, head
+
+
+def _numbers(values: Any) -> tuple[float, ...]:
+    """`values` as floats, if it is a list of JSON numbers (not strings such as "nan", not bools)."""
+    if not isinstance(values, list) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+    ):
+        raise TypeError(f"expected a list of numbers; received {shown(values)}")
+    return tuple(float(v) for v in values)
+
+
+def _check_card(path: Path, card: ModelCard, info: BackboneInfo) -> None:
+    """The card must prepare images as the backbone takes them: a wrong input size would reach
+    the encoder and fail there, at the first prediction."""
+    got, wanted = ((c.architecture, c.input_size, c.output) for c in (card, probe_card(card.name, info.name)))
+    if got != wanted:
+        raise ModelLoadError(
+            f"{path}: its card's (architecture, input_size, output) {got} do not match its backbone "
+            f"{info.name}: {wanted}"
+        )
 
 
 def load_probe(path: str | os.PathLike[str]) -> tuple[ProbeModel, ModelCard]:

@@ -109,8 +109,11 @@ def most_ai_like(rows: list[dict[str, Any]], options: ReportOptions) -> tuple[li
         for row in rows:
             try:
                 caption = f"P(AI) {float(row['ai_probability']):.3f}"
-                if row.get("declared"):  # what the file says of itself, beside the score
-                    caption += f" · declared {str(row['declared']).split(':', 1)[0]}"
+                # What the file says of itself, beside the score: only the direction, as the
+                # caption is drawn into the figure and the rest is text from the file.
+                declared = str(row.get("declared") or "").split(":", 1)[0]
+                if declared in ("ai", "real"):
+                    caption += f" · declared {declared}"
                 items.append((reader.read(row["path"]), row["path"], caption))
             except ImageDecodeError as exc:
                 notes.append(f"{exc.source}: no heatmap, {exc.reason}")
@@ -119,11 +122,12 @@ def most_ai_like(rows: list[dict[str, Any]], options: ReportOptions) -> tuple[li
 
 
 def _scan_detector(rows: list[dict[str, Any]], model: str | None) -> Detector:
-    """The model asked for, else the shipped model the scan used, else the default."""
-    from fakelens.weights import DEFAULT_MODEL, shipped_model_path
+    """The model asked for, else the shipped model the scan used, else the default. Only a
+    shipped model's name is taken from the results: they may name any file."""
+    from fakelens.weights import DEFAULT_MODEL, shipped_models
 
     used = rows[0].get("model") or ""
-    return load_detector(model or (used if shipped_model_path(used) else DEFAULT_MODEL))
+    return load_detector(model or (used if used in shipped_models() else DEFAULT_MODEL))
 
 
 def _confidence(record: Prediction) -> float:

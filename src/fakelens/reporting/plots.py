@@ -1,9 +1,14 @@
-"""Figures as PNG files, written atomically, with a headless backend."""
+"""Figures as PNG files, written atomically, with a headless backend.
+
+Drawing is quiet: matplotlib's warnings while it draws (a font without a glyph of a title's text,
+and the like) change nothing in the figure, and would only clutter a command's stderr.
+"""
 
 from __future__ import annotations
 
 import io
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,10 +22,17 @@ from matplotlib.figure import Figure
 from fakelens.fsutil import atomic_path
 
 
-def save_figure(figure: plt.Figure, path: Path) -> Path:
+def _draw(figure: Figure, target: Path | io.BytesIO, dpi: float | str) -> None:
+    """Save `figure` as PNG without matplotlib's warnings (see the module docstring)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        figure.savefig(target, format="png", dpi=dpi, bbox_inches="tight")
+
+
+def save_figure(figure: Figure, path: Path) -> Path:
     try:
         with atomic_path(path) as tmp:
-            figure.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+            _draw(figure, tmp, dpi=120)
     finally:
         plt.close(figure)
     return path
@@ -121,7 +133,7 @@ def figure_png(figure: Figure, dpi: int | None = None) -> bytes:
     """A figure as PNG bytes (for reports and the HTTP server), closed afterwards."""
     buffer = io.BytesIO()
     try:
-        figure.savefig(buffer, format="png", dpi=dpi or "figure", bbox_inches="tight")
+        _draw(figure, buffer, dpi=dpi or "figure")
     finally:
         plt.close(figure)
     return buffer.getvalue()

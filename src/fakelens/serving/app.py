@@ -10,13 +10,15 @@ import asyncio
 import base64
 import gc
 import json
+import logging
 import os
 import secrets
-from collections.abc import AsyncIterator
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -24,6 +26,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,9 +34,11 @@ from fakelens import __version__
 from fakelens.config import ServeConfig
 from fakelens.data.decode import NOT_AN_IMAGE
 from fakelens.errors import InvalidArgumentError
+from fakelens.heap import map_large_blocks
 from fakelens.inference import Detector, load_detector
+from fakelens.serving.decoding import Busy
 from fakelens.serving.schemas import ExplainResponse, ModelInfo, PredictResponse, Problem, Result
-from fakelens.serving.service import ScoringTimeout, Service
+from fakelens.serving.service import ScoringTimeout, Service, timed_out
 from fakelens.serving.uploads import Upload, UploadRejected, read_uploads
 
 #: Environment variable holding the API key; when set, /v1/* needs `Authorization: Bearer KEY`.
@@ -47,7 +52,12 @@ PAGE_POLICY = (
     "connect-src 'self'; frame-ancestors 'none'"
 )
 
+#: Seconds a client should wait before retrying a request refused as busy.
+RETRY_AFTER_S = 5
+
+logger = logging.getLogger(__name__)
 _bearer = HTTPBearer(auto_error=False)
+T = TypeVar("T")
 
 
 # Dependencies are `async def` although they never wait: FastAPI runs a plain `def` dependency
@@ -87,11 +97,22 @@ async def receive_uploads(request: Request, service: ServiceDep) -> list[Upload]
         raise HTTPException(exc.status, exc.detail) from None
 
 
-def failure_status(errors: list[str]) -> int:
-    """200 when any file was judged; else 415 if none was an image at all, else 422."""
+def failure_status(errors: list[str], timeout_s: float) -> int:
+    """200 when any file was judged; else 415 if none was an image at all, 504 if a file ran
+    out of time (it may be judged when the server is less busy), else 422."""
     if not errors or None in errors:
         return 200
-    return 415 if all(error == NOT_AN_IMAGE for error in errors) else 422
+    if all(error == NOT_AN_IMAGE for error in errors):
+        return 415
+    return 504 if timed_out(timeout_s) in errors else 422
+
+
+async def json_response(build: Callable[[], BaseModel], status: int) -> JSONResponse:
+    """The model `build()` makes, as JSON, built on a worker thread: a body of many records with
+    their evidence takes long enough to render that it would stall the event loop (/healthz)."""
+    return await anyio.to_thread.run_sync(
+        lambda: JSONResponse(build().model_dump(exclude_unset=True), status_code=status)
+    )
 
 
 def create_app(config: ServeConfig | None = None, *, detector: Detector | None = None) -> FastAPI:
@@ -109,6 +130,8 @@ def create_app(config: ServeConfig | None = None, *, detector: Detector | None =
         # TensorFlow and Keras leave millions of long-lived objects; without this, the cyclic
         # garbage collector walks them all now and then, stalling requests by a hundred ms.
         gc.freeze()
+        quiet_decoder_warnings()
+        map_large_blocks()
         app.state.service = Service.start(loaded, config)
         try:
             yield
@@ -124,6 +147,7 @@ def create_app(config: ServeConfig | None = None, *, detector: Detector | None =
     )
     app.state.api_key = os.environ.get(API_KEY_ENV) or None
     app.state.service = None
+    app.add_middleware(JsonErrors)
     if config.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -134,6 +158,14 @@ def create_app(config: ServeConfig | None = None, *, detector: Detector | None =
     _add_api(app)
     _add_page(app)
     return app
+
+
+def quiet_decoder_warnings() -> None:
+    """Keep Pillow's and matplotlib's warnings about uploaded files ("Corrupt EXIF data", a
+    large image) off the server's log: they come per request, from data the server does not
+    control, and each file's answer already says what could not be read."""
+    for module in ("PIL", "matplotlib"):
+        warnings.filterwarnings("ignore", module=rf"{module}(\.|$)")
 
 
 def _default_model() -> str:
@@ -151,23 +183,31 @@ def _add_api(app: FastAPI) -> None:
             401: "API key required (FAKELENS_API_KEY is set) and missing or wrong.",
             408: "The upload was not received in time.",
             413: "A file over the size limit, or too many files.",
-            503: "The model is loading or overloaded.",
+            500: "An unexpected failure (logged on the server, never shown).",
+            503: "The model is loading or overloaded, or too many files are being decoded.",
         }.items()
     }
 
-    def upload_errors(body: type, not_image: str, undecodable: str) -> dict:
-        """The error statuses of an upload route; 415 and 422 answer with the route's own body."""
+    def upload_errors(body: type, not_image: str, undecodable: str, late: str) -> dict:
+        """The error statuses of an upload route; 415, 422 and 504 answer with the route's own
+        body."""
         return {
             **errors,
             415: {"model": body, "description": not_image},
             422: {"model": body, "description": undecodable},
+            504: {"model": body, "description": late},
         }
 
     @app.post(
         "/v1/predict",
         response_model=PredictResponse,
         dependencies=protected,
-        responses=upload_errors(PredictResponse, "No file was an image.", "No file could be decoded."),
+        responses=upload_errors(
+            PredictResponse,
+            "No file was an image.",
+            "No file could be decoded.",
+            "No file could be decoded, some not within the request timeout.",
+        ),
     )
     async def predict(
         service: ServiceDep,
@@ -176,27 +216,32 @@ def _add_api(app: FastAPI) -> None:
     ) -> JSONResponse:
         """Judge one or more images sent as multipart parts named `files`.
 
-        Each file gets a record; a file that cannot be read gets its reason in `error` while
-        the others are still judged.
+        Each file gets a record; a file that cannot be read, or not within the request timeout,
+        gets its reason in `error` while the others are still judged.
         """
-        try:
-            records = await service.predict(uploads, evidence=evidence)
-        except ScoringTimeout as exc:
-            raise HTTPException(503, str(exc)) from None
-        body = PredictResponse(
-            model=service.detector.name,
-            threshold=service.detector.card.threshold,
-            results=[Result(**record.to_dict()) for record in records],
-        )
-        status = failure_status([record.error for record in records])
-        return JSONResponse(body.model_dump(exclude_unset=True), status_code=status)
+        records = await run_service(service.predict(uploads, evidence=evidence))
+
+        def body() -> PredictResponse:
+            return PredictResponse(
+                model=service.detector.name,
+                threshold=service.detector.card.threshold,
+                results=[Result(**record.to_dict()) for record in records],
+            )
+
+        timeout = service.config.request_timeout_s
+        return await json_response(body, failure_status([record.error for record in records], timeout))
 
     @app.post(
         "/v1/explain",
         response_model=ExplainResponse,
         dependencies=protected,
         responses={
-            **upload_errors(ExplainResponse, "The file is not an image.", "The file could not be decoded."),
+            **upload_errors(
+                ExplainResponse,
+                "The file is not an image.",
+                "The file could not be decoded.",
+                "The file was not decoded within the request timeout.",
+            ),
             501: {"model": Problem, "description": "No heatmap can be made for this model."},
         },
     )
@@ -208,21 +253,23 @@ def _add_api(app: FastAPI) -> None:
         if len(uploads) != 1:
             raise HTTPException(400, f"send exactly one image to /v1/explain; received {len(uploads)}")
         try:
-            explained = await service.explain(uploads[0])
-        except ScoringTimeout as exc:
-            raise HTTPException(503, str(exc)) from None
+            explained = await run_service(service.explain(uploads[0]))
         except InvalidArgumentError as exc:
             raise HTTPException(501, str(exc)) from None
         overlay = explained.overlay_png
-        body = ExplainResponse(
-            model=service.detector.name,
-            threshold=service.detector.card.threshold,
-            result=Result(**explained.record.to_dict()),
-            heatmap_png=base64.b64encode(overlay).decode("ascii") if overlay else None,
-            heatmap_layer=explained.layer,
-            heatmap_method=explained.method,
-        )
-        return JSONResponse(body.model_dump(), status_code=failure_status([explained.record.error]))
+
+        def body() -> ExplainResponse:
+            return ExplainResponse(
+                model=service.detector.name,
+                threshold=service.detector.card.threshold,
+                result=Result(**explained.record.to_dict()),
+                heatmap_png=base64.b64encode(overlay).decode("ascii") if overlay else None,
+                heatmap_layer=explained.layer,
+                heatmap_method=explained.method,
+            )
+
+        status = failure_status([explained.record.error], service.config.request_timeout_s)
+        return await json_response(body, status)
 
     @app.get("/v1/model", response_model=ModelInfo, dependencies=protected, responses=errors)
     async def model_info(service: ServiceDep) -> ModelInfo:
@@ -243,6 +290,16 @@ def _add_api(app: FastAPI) -> None:
         if not service.batcher.alive:
             raise HTTPException(503, "the model worker has stopped")
         return {"status": "ready", "model": service.detector.name}
+
+
+async def run_service(work: Awaitable[T]) -> T:
+    """`work`'s result; 503 when the model is overloaded or the decoding pool is full."""
+    try:
+        return await work
+    except ScoringTimeout as exc:
+        raise HTTPException(503, str(exc)) from None
+    except Busy as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}) from None
 
 
 def _add_page(app: FastAPI) -> None:
@@ -268,6 +325,35 @@ class NoSniff:
             await send(message)
 
         await self.app(scope, receive, send_with_header if scope["type"] == "http" else send)
+
+
+class JsonErrors:
+    """The last line of defence: an unexpected exception is logged here, with its traceback,
+    and answered as a JSON 500 that shows none of it (a plain ASGI middleware: cheap)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch_start(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch_start)
+        except Exception:
+            logger.exception("unexpected failure answering %s %s", scope["method"], scope["path"])
+            if started:  # too late for a clean answer: the server closes the connection
+                raise
+            detail = "internal error: the failure is logged on the server; retry, or report it"
+            response = JSONResponse({"detail": detail}, status_code=500)
+            await response(scope, receive, send)
 
 
 def app_from_env() -> FastAPI:
