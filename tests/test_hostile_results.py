@@ -273,6 +273,8 @@ def test_long_cells_survive_a_resume_and_a_report(tmp_path):
             assert len(found[0]["evidence"]) == 1_300 and len(found[1]["error"]) == 300_000
     html = write_report(tmp_path / "r.csv", tmp_path / "r.html", options=ReportOptions(top=0)).read_text()
     assert "... and 1,280 more" in html and "e" * 300_000 in html
+    tiles = write_report(tmp_path / "r.csv", tmp_path / "tiles.html").read_text()  # the files are gone
+    assert "File name too long" in tiles  # the 1,000,000-character path: that tile's note
 
 
 def test_a_scan_resumes_and_reports_a_result_file_with_long_cells(tmp_path):

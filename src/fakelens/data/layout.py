@@ -529,6 +529,12 @@ class DisplayNameReader:
             prefix = source.display_name("")
             if name.startswith(prefix):
                 return source.read(name[len(prefix) :])
+        try:
+            return self._read_path(name)
+        except OSError as exc:  # a name no path can be (too long, say): that row's problem
+            raise ImageDecodeError(name, f"not readable any more: {exc.strerror or exc}") from None
+
+    def _read_path(self, name: str) -> bytes:
         path = Path(name)
         if path.is_file():
             return read_file_bytes(path)
