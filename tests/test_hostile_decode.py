@@ -389,13 +389,16 @@ def test_cli_predict_and_scan_name_every_costly_file_and_score_the_good_ones(tmp
 
 
 def test_pixels_behind_text_chunks_pillow_refuses_are_judged_as_the_plain_image():
-    """A text chunk that Pillow cannot inflate (over its limit, damaged, unknown method) costs
-    only the evidence, before or after the pixel data; an eXIf after the pixels still turns."""
+    """A text chunk or colour profile that Pillow cannot inflate (over its limit, damaged, unknown
+    method) costs only the evidence, before or after the pixel data; an eXIf after the pixels
+    still turns the image."""
     plain = decode_image(hostile_metadata.png())
     too_many_chunks = "empty-chunks-1m-after-idat.png"  # refused by the structure check
     for case in hostile_metadata.png_text_cases():
         if case.name != too_many_chunks:
             np.testing.assert_array_equal(decode_image(case.data, name=case.name), plain, err_msg=case.name)
+    profile_bomb = hostile_metadata.chunk(b"iCCP", b"icc\0\0" + hostile_metadata.deflated_zeros(64 << 20))
+    np.testing.assert_array_equal(decode_image(hostile_metadata.png(before=profile_bomb)), plain)
     orientation = hostile_metadata.exif_block([(0x0112, 3, 1, struct.pack("<HH", 6, 0))])
     turned = hostile_metadata.png(after=hostile_metadata.chunk(b"eXIf", orientation))
     np.testing.assert_array_equal(decode_image(turned), np.rot90(plain, -1))

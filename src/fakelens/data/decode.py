@@ -52,8 +52,10 @@ _TILE_BYTES = 4 << 20
 #: 16- and 32-bit integer grey modes.
 _INTEGER_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _WHITE = (255, 255, 255)
-#: A PNG's text chunks, and its last chunk (IEND, with its CRC).
-_PNG_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+#: A PNG's chunks that hold no pixels and that Pillow inflates, where a bomb refuses the whole
+#: image: text, and the colour profile (which decoding does not apply); its last chunk (IEND,
+#: with its CRC).
+_PNG_INFLATED_METADATA = (b"tEXt", b"zTXt", b"iTXt", b"iCCP")
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 #: Read-only, and no waiting for a writer when the path is a FIFO (Python's descriptors are
@@ -235,9 +237,9 @@ def _decode(
 
 
 def _pixels_only(raw: bytes) -> bytes:
-    """A PNG without its text chunks and without the chunks after its pixel data but eXIf (the
-    orientation): Pillow inflates text as it meets it and refuses the whole image over a chunk it
-    cannot read (a zTXt that inflates past its limit), though the pixels are whole. The metadata
+    """A PNG without its text and colour profile, and without the chunks after its pixel data but
+    eXIf (the orientation): Pillow inflates those as it meets them and refuses the whole image
+    over one it cannot read (a zTXt that inflates past its limit), though the pixels are whole. The metadata
     reader reads those chunks on its own. A chunk torn by the end of the file is left out, so
     Pillow finds the pixel data short if it was torn there. Any other file is returned as it is."""
     if not raw.startswith(PNG_SIGNATURE):
@@ -246,7 +248,7 @@ def _pixels_only(raw: bytes) -> bytes:
     for kind, start, end in islice(png_chunks(raw), MAX_PNG_CHUNKS):
         after_pixels = after_pixels or (previous == b"IDAT" and kind != b"IDAT")
         previous = kind
-        if kind not in _PNG_TEXT_CHUNKS and (not after_pixels or kind == b"eXIf"):
+        if kind not in _PNG_INFLATED_METADATA and (not after_pixels or kind == b"eXIf"):
             parts.append(raw[start - 8 : end + 4])
     pixels = b"".join([*parts, _PNG_END])
     return raw if len(pixels) == len(raw) else pixels
