@@ -8,7 +8,6 @@ on many threads, a process would keep hundreds of megabytes it no longer uses. W
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 from collections.abc import Callable
 
 #: Blocks of this size or more come straight from the operating system and go back to it when
@@ -18,11 +17,12 @@ _M_MMAP_THRESHOLD = -3
 
 
 def _libc(name: str) -> Callable[..., int] | None:
-    """The C library's function `name`, or None where it has none."""
-    library = ctypes.util.find_library("c")
+    """The C library's function `name`, among the symbols this process has already loaded (no
+    library search, which runs `ldconfig` at every start); None where it has none (musl, macOS),
+    or where a process's own symbols cannot be looked up (Windows)."""
     try:
-        return getattr(ctypes.CDLL(library), name) if library else None
-    except (OSError, AttributeError):
+        return getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError, TypeError):
         return None
 
 

@@ -239,9 +239,10 @@ def _decode(
 def _pixels_only(raw: bytes) -> bytes:
     """A PNG without its text and colour profile, and without the chunks after its pixel data but
     eXIf (the orientation): Pillow inflates those as it meets them and refuses the whole image
-    over one it cannot read (a zTXt that inflates past its limit), though the pixels are whole. The metadata
-    reader reads those chunks on its own. A chunk torn by the end of the file is left out, so
-    Pillow finds the pixel data short if it was torn there. Any other file is returned as it is."""
+    over one it cannot read (a zTXt that inflates past its limit), though the pixels are whole.
+    The metadata reader reads those chunks on its own. A chunk torn by the end of the file is
+    left out, so Pillow finds the pixel data short if it was torn there. Any other file is
+    returned as it is."""
     if not raw.startswith(PNG_SIGNATURE):
         return raw
     parts, after_pixels, previous = [PNG_SIGNATURE], False, b""
