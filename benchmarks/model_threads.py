@@ -40,7 +40,7 @@ def measure(model: str, backend: str, op_threads: int, parallel: int, repeats: i
     os.environ["TF_NUM_INTRAOP_THREADS"] = str(op_threads)  # read by `Detector.load`, before TF starts
     import numpy as np
 
-    from fakelens.inference import Detector, load_detector
+    from fakelens.inference.detector import Detector, load_detector
 
     loaded = load_detector(model, backend=backend)
     engine = loaded.model
@@ -71,7 +71,7 @@ def _onnx_session(model: str, op_threads: int):
     """The shipped export with `op_threads` threads per operation (fakelens' own loader uses one)."""
     import onnxruntime
 
-    from fakelens.runtime import OnnxModel
+    from fakelens.models.runtime import OnnxModel
     from fakelens.weights import shipped_model_path
 
     options = onnxruntime.SessionOptions()

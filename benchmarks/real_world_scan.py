@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from scan import MEMORY_CHILD, RESULTS, best_rates, latency_ms, model_only, photo_jpeg
 
-from fakelens.inference import load_detector
-from fakelens.scan import scan
+from fakelens.inference.detector import load_detector
+from fakelens.scanning.scan import scan
 
 #: (width, height) of the generated photos: 1, 3, 6 and 12 megapixels.
 SIZES = ((1200, 900), (2000, 1500), (3000, 2000), (4000, 3000))

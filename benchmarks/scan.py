@@ -7,7 +7,7 @@ On the official CIFAKE test images (20,000; `--quick`: 2,000), for each model an
 - naive: the original way, one file at a time: read, decode (Pillow), resize, then Keras
   `model.predict` on a batch of one; timed on `--naive` files and given as images/s.
 - model_only: the pre-decoded uint8 arrays in batches of 256, nothing else.
-- scan_zip / scan_folder: `fakelens.scan.scan` end to end (listing, reading, decoding, scoring,
+- scan_zip / scan_folder: `fakelens.scanning.scan.scan` end to end (listing, reading, decoding, scoring,
   writing the CSV), from the zip and from the same images extracted to a temporary folder.
 - pipeline_only: the same scans with a model that returns a constant: the scan's own ceiling.
 
@@ -39,9 +39,9 @@ from PIL import Image
 
 from fakelens.data.decode import load_image
 from fakelens.data.layout import is_image_name, resolve_data_path
-from fakelens.inference import BACKENDS, Detector, load_detector
+from fakelens.inference.detector import BACKENDS, Detector, load_detector
 from fakelens.models.card import ModelCard
-from fakelens.scan import scan
+from fakelens.scanning.scan import scan
 
 RESULTS = Path(__file__).parent / "results"
 TARGETS = {"scan_vs_model_only": 0.70, "scan_vs_naive": {"seed": 300, "patchres": 50}}
@@ -50,8 +50,8 @@ TARGETS = {"scan_vs_model_only": 0.70, "scan_vs_naive": {"seed": 300, "patchres"
 MEMORY_CHILD = """
 import json, sys, time
 from pathlib import Path
-from fakelens.inference import load_detector
-from fakelens.scan import scan
+from fakelens.inference.detector import load_detector
+from fakelens.scanning.scan import scan
 
 def peak_mb():
     with open("/proc/self/status") as status:

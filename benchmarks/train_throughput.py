@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fakelens.data.pipeline import training_batches
 from fakelens.models import create_model, get_spec
+from fakelens.training.pipeline import training_batches
 
 RESULTS = Path(__file__).parent / "results" / "train_throughput.json"
 

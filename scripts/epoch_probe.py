@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-SHIFT = 3  # as fakelens.data.augment.SHIFT
+SHIFT = 3  # as fakelens.training.augment.SHIFT
 
 
 def pack(data: str, out: str, parts: int) -> None:
@@ -150,7 +150,7 @@ def _train_one(spec: str, train, val, seed: int) -> dict:
     steps = -(-len(train[0]) // batch)
     total = epochs * steps
     warmup = min(steps, total // 2)
-    schedule = torch.optim.lr_scheduler.LambdaLR(  # fakelens.training.make_optimizer's shape
+    schedule = torch.optim.lr_scheduler.LambdaLR(  # fakelens.training.run.make_optimizer's shape
         optimizer,
         lambda s: (
             0.1 + 0.9 * s / warmup

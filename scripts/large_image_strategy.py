@@ -15,7 +15,7 @@ import numpy as np
 from fakelens.data.decode import decode_image, reencode_jpeg, resize_to
 from fakelens.data.layout import kaggle_entries, open_source
 from fakelens.evaluation.metrics import detection_metrics
-from fakelens.inference import load_detector
+from fakelens.inference.detector import load_detector
 from fakelens.models.card import logit
 
 GRID = 4  # 4 x 4 = 16 crops spread evenly over the image

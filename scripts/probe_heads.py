@@ -17,7 +17,7 @@ import numpy as np
 
 from fakelens.data.sources import dataset_name
 from fakelens.evaluation.metrics import auroc
-from fakelens.probe_training import (
+from fakelens.training.probe import (
     ProbeConfig,
     embed_data,
     fit_head,

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+from fakelens.models.runtime import CARD_KEY
 from fakelens.models.saving import CARD_MEMBER
-from fakelens.runtime import CARD_KEY
 from fakelens.weights import WEIGHTS_DIR
 
 #: A card field the case removes.

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from fakelens.resultfile import COLUMNS, EVIDENCE_COLUMNS
+from fakelens.scanning.results import COLUMNS, EVIDENCE_COLUMNS
 
 Row = dict[str, Any]
 

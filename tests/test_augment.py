@@ -7,7 +7,7 @@ import tensorflow as tf
 from conftest import random_image
 
 from fakelens.data import augment
-from fakelens.data.pipeline import training_batches
+from fakelens.training.pipeline import training_batches
 
 
 def batch(n: int = 16) -> tf.Tensor:

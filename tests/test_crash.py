@@ -14,10 +14,10 @@ import pytest
 from conftest import encode, random_image
 
 from fakelens.fsutil import atomic_path, write_text_atomic
-from fakelens.inference import load_detector
+from fakelens.inference.detector import load_detector
 from fakelens.models import create_model
 from fakelens.models.saving import load_model, save_model
-from fakelens.training import RunDir
+from fakelens.training.run import RunDir
 
 EPOCHS = 6
 

@@ -13,10 +13,10 @@ from test_metadata import IPTC, SD_PARAMETERS, camera_jpeg, png_with_text, signe
 from typer.testing import CliRunner
 
 from fakelens.cli import app
-from fakelens.explain.declared import declaration
-from fakelens.explain.metadata import read_evidence
-from fakelens.explain.provenance import manifest_evidence
-from fakelens.inference import Prediction
+from fakelens.evidence.declared import declaration
+from fakelens.evidence.metadata import read_evidence
+from fakelens.evidence.provenance import manifest_evidence
+from fakelens.inference.detector import Prediction
 
 runner = CliRunner()
 SD_DECLARED = "ai: PNG text (Stable Diffusion WebUI parameters)"

@@ -21,7 +21,7 @@ from PIL import Image, PngImagePlugin
 
 from fakelens.data.decode import decode_image
 from fakelens.errors import ImageDecodeError
-from fakelens.explain.metadata import read_evidence
+from fakelens.evidence.metadata import read_evidence
 
 FUZZ = settings(
     max_examples=300,

@@ -17,7 +17,7 @@ from fakelens.cli import app
 from fakelens.errors import ImageDecodeError, InvalidArgumentError
 from fakelens.explain.gradcam import explain, heatmap, target_layer
 from fakelens.explain.heatmaps import MAX_MAP_SIDE, overlay_png
-from fakelens.inference import Detector, load_detector
+from fakelens.inference.detector import Detector, load_detector
 from fakelens.models import available_models, create_model
 from fakelens.models.card import ModelCard
 

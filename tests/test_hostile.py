@@ -26,8 +26,8 @@ from test_serve import client_for, files
 from fakelens.config import MAX_FILE_BYTES
 from fakelens.data.decode import decode_image
 from fakelens.errors import ImageDecodeError
-from fakelens.explain.metadata import read_evidence
-from fakelens.inference import load_detector
+from fakelens.evidence.metadata import read_evidence
+from fakelens.inference.detector import load_detector
 
 CASES = corpus()
 

@@ -39,8 +39,8 @@ from typer.testing import CliRunner
 
 from fakelens.cli import app
 from fakelens.data.layout import OUTSIDE_LINK, DisplayNameReader, PathListSource, open_input, open_source
+from fakelens.data.listing import list_images
 from fakelens.data.zipindex import read_index
-from fakelens.distributed.files import list_images
 from fakelens.errors import DatasetLayoutError, ImageDecodeError
 
 #: The shipped seed model on onnxruntime: the quickest to load.

@@ -35,10 +35,10 @@ from typer.testing import CliRunner
 from fakelens.cli import app
 from fakelens.config import MAX_EVIDENCE_FINDINGS, MAX_EVIDENCE_VALUE_CHARS, ServeConfig
 from fakelens.errors import ImageDecodeError
+from fakelens.evidence.declared import declaration
+from fakelens.evidence.metadata import evidence_dicts, read_evidence
 from fakelens.explain import metadata
-from fakelens.explain.declared import declaration
-from fakelens.explain.metadata import evidence_dicts, read_evidence
-from fakelens.inference import load_detector
+from fakelens.inference.detector import load_detector
 from fakelens.serving.app import create_app
 
 CASES = every_case()
@@ -243,7 +243,7 @@ def test_pillow_warnings_about_damaged_exif_stay_off_stderr(tmp_path):
     paths[-1].write_bytes(jpeg_with_exif(b"II*\0" + struct.pack("<I", 8) + b"\xff\xff" + bytes(30)))
     script = (
         "import sys\nfrom concurrent.futures import ThreadPoolExecutor\n"
-        "from fakelens.explain.metadata import evidence_dicts\n"
+        "from fakelens.evidence.metadata import evidence_dicts\n"
         "with ThreadPoolExecutor(4) as pool:\n    list(pool.map(evidence_dicts, sys.argv[1:] * 4))\n"
     )
     done = subprocess.run([sys.executable, "-c", script, *map(str, paths)], capture_output=True, text=True)

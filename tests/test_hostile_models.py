@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from fakelens.cli import app
 from fakelens.config import ServeConfig
 from fakelens.errors import ModelLoadError
-from fakelens.inference import Detector, load_detector
+from fakelens.inference.detector import Detector, load_detector
 from fakelens.models.card import ModelCard
 from fakelens.models.limits import MAX_BATCH_PIXELS
 from fakelens.serving.app import create_app
@@ -136,7 +136,7 @@ MEASURE = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
     from fakelens.errors import ModelLoadError
-    from fakelens.inference import load_detector
+    from fakelens.inference.detector import load_detector
     worst = 0.0
     for path in sorted(Path(sys.argv[1]).iterdir()):
         began = time.perf_counter()

@@ -43,9 +43,9 @@ from typer.testing import CliRunner
 from fakelens.cli import app
 from fakelens.data.layout import printable_name
 from fakelens.errors import InvalidArgumentError
-from fakelens.reporting.plots import figure_png, score_histogram
+from fakelens.plots import figure_png, score_histogram
 from fakelens.reporting.report import ReportOptions, read_results, write_report
-from fakelens.resultfile import ResultWriter
+from fakelens.scanning.results import ResultWriter
 from fakelens.weights import WEIGHTS_DIR
 
 #: The shipped seed model on onnxruntime: no TensorFlow in the subprocesses, so they start fast.

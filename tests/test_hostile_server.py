@@ -33,7 +33,7 @@ from PIL import Image
 from servers import free_port, serving
 
 from fakelens.config import ServeConfig
-from fakelens.inference import Detector, Prediction, load_detector
+from fakelens.inference.detector import Detector, Prediction, load_detector
 from fakelens.serving import service as service_module
 from fakelens.serving.app import create_app
 from fakelens.serving.decoding import LIGHT_FILE_BYTES
@@ -266,7 +266,7 @@ def test_pillow_warnings_about_uploads_stay_off_the_server_log(detector):
 SERVER = """
 import sys, uvicorn
 from fakelens.config import ServeConfig
-from fakelens.inference import load_detector
+from fakelens.inference.detector import load_detector
 from fakelens.serving.app import create_app
 config = ServeConfig(request_timeout_s={timeout})
 detector = load_detector("seed", backend="onnx")

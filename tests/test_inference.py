@@ -14,7 +14,7 @@ from conftest import encode, random_image
 import fakelens
 from fakelens.config import InferenceConfig
 from fakelens.errors import InvalidArgumentError, ModelLoadError
-from fakelens.inference import Detector
+from fakelens.inference.detector import Detector
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from fakelens.cli import app
 from fakelens.errors import ImageDecodeError
-from fakelens.explain.metadata import read_evidence
-from fakelens.explain.provenance import manifest_evidence
-from fakelens.inference import Prediction
+from fakelens.evidence.metadata import read_evidence
+from fakelens.evidence.provenance import manifest_evidence
+from fakelens.inference.detector import Prediction
 
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 SD_PARAMETERS = (

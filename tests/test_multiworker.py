@@ -14,12 +14,12 @@ import pytest
 
 import fakelens
 from fakelens.config import TrainConfig
-from fakelens.data.pipeline import Shard, training_batches
-from fakelens.distributed.multiworker import _cluster_position
 from fakelens.errors import RunConfigError
-from fakelens.inference import Detector
+from fakelens.inference.detector import Detector
 from fakelens.models.saving import load_model
-from fakelens.training import train
+from fakelens.training.multiworker import _cluster_position
+from fakelens.training.pipeline import Shard, training_batches
+from fakelens.training.run import train
 
 
 def epoch_rows(count: int, batch_size: int, shard: Shard) -> list[list[int]]:

@@ -20,7 +20,7 @@ from fakelens.cli import app
 from fakelens.errors import InvalidArgumentError
 from fakelens.explain import occlusion
 from fakelens.explain.heatmaps import choose_method, explain, fit_size
-from fakelens.inference import Detector, load_detector
+from fakelens.inference.detector import Detector, load_detector
 from fakelens.models.card import ModelCard
 from fakelens.weights import shipped_model_path
 

@@ -14,9 +14,9 @@ from fakelens.data.layout import open_source
 from fakelens.data.sources import source_entries
 from fakelens.evaluation.metrics import auroc
 from fakelens.evaluation.sources import leave_one_source_out
-from fakelens.inference import load_detector
+from fakelens.inference.detector import load_detector
 from fakelens.models.backbones import BackboneInfo, BackboneSpec, available_backbones, register_backbone
-from fakelens.probe_training import ProbeConfig, fit_head, source_weights, train_probe
+from fakelens.training.probe import ProbeConfig, fit_head, source_weights, train_probe
 
 STATS = "pixel-stats"
 

@@ -12,9 +12,10 @@ from conftest import encode, fixed_sample, random_image
 from typer.testing import CliRunner
 
 from fakelens.cli import app
-from fakelens.distributed.files import FileReader, list_images
-from fakelens.inference import load_detector
-from fakelens.scan import COLUMNS, scan
+from fakelens.data.layout import DisplayNameReader
+from fakelens.data.listing import list_images
+from fakelens.inference.detector import load_detector
+from fakelens.scanning.scan import COLUMNS, scan
 from fakelens.weights import DEFAULT_MODEL
 
 runner = CliRunner()
@@ -39,7 +40,7 @@ def archive(cifake, tmp_path_factory):
 @pytest.mark.distributed
 def test_ray_engine_writes_the_local_scans_rows(archive, tmp_path):
     pytest.importorskip("ray.data")
-    from fakelens.distributed.ray_scan import ray_scan
+    from fakelens.scanning.ray_engine import ray_scan
 
     include = ("test/*", "bad/*")
     detector = load_detector(DEFAULT_MODEL, backend="onnx")
@@ -72,7 +73,7 @@ def test_file_uris_list_and_read_like_local_paths(tmp_path):
     assert [r["path"] for r in by_uri] == [f"file://{tmp_path}/in/sub/a.jpg"]
     assert [r["size"] for r in by_uri] == [r["size"] for r in by_path] == [10]
     assert skipped == [f"file://{tmp_path}/in/b.txt"]
-    with FileReader() as reader:
+    with DisplayNameReader() as reader:
         assert reader.read(by_uri[0]["path"]) == reader.read(by_path[0]["path"]) == b"jpeg bytes"
         with pytest.raises(Exception, match="cannot read"):
             reader.read(f"file://{tmp_path}/in/missing.jpg")

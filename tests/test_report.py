@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from fakelens.cli import app
 from fakelens.evaluation.evaluate import evaluate
-from fakelens.inference import load_detector
-from fakelens.reporting.plots import plot_history
+from fakelens.inference.detector import load_detector
+from fakelens.plots import plot_history
 from fakelens.reporting.report import ReportOptions, write_report
 
 runner = CliRunner()

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fakelens.errors import InvalidArgumentError
-from fakelens.resultfile import COLUMNS, ResultWriter
+from fakelens.scanning.results import COLUMNS, ResultWriter
 
 
 def row(path: str, model: str = "m", size: int = 1) -> dict:

@@ -7,9 +7,9 @@ import pytest
 from conftest import encode, random_image
 
 from fakelens.errors import InvalidArgumentError
-from fakelens.inference import Detector, load_detector
+from fakelens.inference.detector import Detector, load_detector
+from fakelens.inference.routing import SMALL_SIDE, RoutedDetector
 from fakelens.models.card import ModelCard
-from fakelens.routing import SMALL_SIDE, RoutedDetector
 
 pytest.importorskip("onnxruntime")
 

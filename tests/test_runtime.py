@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from fakelens.cli import app
 from fakelens.errors import InvalidArgumentError, ModelLoadError
 from fakelens.export import export_model
-from fakelens.inference import Detector, load_detector
+from fakelens.inference.detector import Detector, load_detector
 from fakelens.models.saving import read_card
 from fakelens.weights import shipped_model_path, shipped_models
 
@@ -70,8 +70,8 @@ def test_scoring_with_onnx_never_imports_tensorflow(exported, tmp_path):
     code = textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        from fakelens.inference import load_detector
-        from fakelens.scan import scan
+        from fakelens.inference.detector import load_detector
+        from fakelens.scanning.scan import scan
         detector = load_detector({str(exported)!r})
         summary = scan(detector, {str(folder)!r}, Path({str(tmp_path / "r.csv")!r}), quiet=True)
         loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))

@@ -12,9 +12,10 @@ from conftest import encode, random_image
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fakelens.data.listing import literal_prefix, selector
 from fakelens.errors import FakelensError
-from fakelens.inference import Detector
-from fakelens.scan import COLUMNS, literal_prefix, scan, selector
+from fakelens.inference.detector import Detector
+from fakelens.scanning.scan import COLUMNS, scan
 
 
 @pytest.fixture(scope="module")
@@ -340,3 +341,13 @@ def test_every_name_an_include_matches_starts_with_its_literal_prefix(data):
     name = "".join(data.draw(_GLOB_PARTS[part]) for part in chosen)
     assert selector(include)(name)
     assert name.startswith(literal_prefix(include))
+
+
+def test_a_local_scan_reads_file_uris_like_paths(tmp_path, detector, mixed_folder):
+    by_path = scan(detector, mixed_folder, tmp_path / "path.csv", quiet=True)
+    by_uri = scan(detector, f"file://{mixed_folder}", tmp_path / "uri.csv", quiet=True)
+    assert (by_uri.scored, len(by_uri.failures)) == (by_path.scored, len(by_path.failures)) == (20, 2)
+    assert by_uri.not_images == [f"file://{mixed_folder}/notes.txt"]
+    uri_rows = {row["path"]: row for row in read_csv(tmp_path / "uri.csv")}
+    for row in read_csv(tmp_path / "path.csv"):
+        assert uri_rows[f"file://{row['path']}"]["ai_probability"] == row["ai_probability"]

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from PIL import Image, PngImagePlugin
 
 from fakelens.config import ServeConfig
-from fakelens.inference import Detector
+from fakelens.inference.detector import Detector
 from fakelens.models.card import ModelCard
 from fakelens.serving.app import API_KEY_ENV, create_app
 from fakelens.serving.batcher import MicroBatcher
@@ -242,7 +242,7 @@ def test_the_page_and_its_assets_are_served_with_no_outside_references(client):
 
 
 def test_the_shipped_model_gives_the_same_scores_as_the_python_api():
-    from fakelens.inference import load_detector
+    from fakelens.inference.detector import load_detector
 
     detector = load_detector("seed")
     images = [encode(random_image(seed)) for seed in range(5)]
@@ -388,7 +388,7 @@ def test_declared_is_answered_beside_the_score(client):
 
 @pytest.fixture(scope="module")
 def shipped_client():
-    from fakelens.inference import load_detector
+    from fakelens.inference.detector import load_detector
 
     with client_for(detector=load_detector("seed")) as real:
         yield real
@@ -420,7 +420,7 @@ def test_explain_refuses_several_files_and_names_a_bad_one(shipped_client):
 
 def test_models_without_keras_gradients_are_explained_by_occlusion(client):
     """The light runtime (ONNX) and any other model scored by `predict_on_batch` alone."""
-    from fakelens.inference import load_detector
+    from fakelens.inference.detector import load_detector
 
     stub = client.post("/v1/explain", files=files(("a.jpg", BRIGHT))).json()
     assert stub["heatmap_method"] == "occlusion" and stub["heatmap_layer"] is None

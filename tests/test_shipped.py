@@ -12,7 +12,7 @@ import fakelens
 from fakelens.data.decode import decode_image
 from fakelens.data.views import JUDGING_QUALITY, encode
 from fakelens.evaluation.metrics import auroc
-from fakelens.routing import RoutedDetector
+from fakelens.inference.routing import RoutedDetector
 from fakelens.weights import DEFAULT_MODEL, shipped_model_path, shipped_models
 
 CIFAKE_MODELS = [name for name in shipped_models() if shipped_model_path(name).suffix == ".keras"]

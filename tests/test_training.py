@@ -13,9 +13,9 @@ from fakelens.config import TrainConfig
 from fakelens.data.dataset import load_labelled, train_val
 from fakelens.errors import InvalidArgumentError, RunConfigError
 from fakelens.evaluation.evaluate import evaluate
-from fakelens.inference import Detector
+from fakelens.inference.detector import Detector
 from fakelens.models.saving import load_model
-from fakelens.training import train
+from fakelens.training.run import train
 
 pytestmark = pytest.mark.slow  # every test here trains a model
 

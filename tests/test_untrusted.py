@@ -13,7 +13,7 @@ from test_cli import run
 
 from fakelens.config import ServeConfig
 from fakelens.errors import ModelLoadError
-from fakelens.inference import load_detector
+from fakelens.inference.detector import load_detector
 from fakelens.models import create_model
 from fakelens.models.saving import save_model
 from fakelens.serving.app import create_app

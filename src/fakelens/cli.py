@@ -132,7 +132,7 @@ def usage_errors(command: F) -> F:
 
 
 def _detector(model: str | None, trust: bool, batch_size: int | None = None, backend: str | None = None):
-    from fakelens.inference import load_detector
+    from fakelens.inference.detector import load_detector
     from fakelens.weights import DEFAULT_MODEL
 
     return load_detector(model or DEFAULT_MODEL, trust=trust, batch_size=batch_size, backend=backend)
@@ -249,7 +249,7 @@ def scan(
     if engine == "ray":
         if evidence:
             raise InvalidArgumentError("--evidence is available with --engine local only")
-        from fakelens.distributed.ray_scan import ray_scan
+        from fakelens.scanning.ray_engine import ray_scan
         from fakelens.weights import DEFAULT_MODEL
 
         summary = ray_scan(
@@ -269,7 +269,7 @@ def scan(
             follow_links=follow_links,
         )
     elif engine == "local":
-        from fakelens.scan import scan as run_scan
+        from fakelens.scanning.scan import scan as run_scan
 
         summary = run_scan(
             _detector(model, trust_model, batch_size, backend),
@@ -418,7 +418,7 @@ def train(
         raise InvalidArgumentError(
             f"{model or 'this model'} trains on one data set; received --data {len(data)} times"
         )
-    from fakelens.training import train as run_training
+    from fakelens.training.run import train as run_training
 
     config = TrainConfig(
         **{f.name: given[f.name] for f in fields(TrainConfig) if given.get(f.name) is not None}
@@ -437,7 +437,7 @@ def train(
 
 def train_probe_model(model: str, data: list[Path] | None, *, quiet: bool, **options: Any) -> None:
     """`train` for a probe model: embed (cached), judge by held-out source, fit, calibrate."""
-    from fakelens.probe_training import ProbeConfig, train_probe
+    from fakelens.training.probe import ProbeConfig, train_probe
 
     if not data:
         raise InvalidArgumentError(
@@ -483,8 +483,8 @@ def calibrate(
     quiet: Quiet = False,
 ) -> None:
     """Refit the temperature on the model's own validation split and set its operating point."""
-    from fakelens.calibrate import recalibrate
     from fakelens.data.layout import resolve_data_path
+    from fakelens.training.calibrate import recalibrate
 
     target = out_path or model.with_name(f"{model.stem}-calibrated.keras")
     card = recalibrate(

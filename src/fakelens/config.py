@@ -34,7 +34,7 @@ MAX_PIXELS = 100_000_000
 MAX_DECODE_BYTES = 1 << 30
 #: Refuse files larger than this before reading them (a zip member can claim any size).
 MAX_FILE_BYTES = 256 * 1024 * 1024
-#: Metadata evidence (`explain.metadata`) keeps at most this many findings per file, then one
+#: Metadata evidence (`evidence.metadata`) keeps at most this many findings per file, then one
 #: saying that the rest were not read: genuine files carry a dozen, a hostile XMP packet hundreds
 #: of thousands (44 MiB of JSON for one file). 50 findings of `MAX_EVIDENCE_VALUE_CHARS` stay far
 #: below the 131,072 characters a CSV cell may hold.

@@ -16,7 +16,7 @@ import numpy as np
 from fakelens.errors import InvalidArgumentError, ModelLoadError
 from fakelens.fsutil import atomic_path
 from fakelens.models.card import ModelCard
-from fakelens.runtime import CARD_KEY, load_onnx
+from fakelens.models.runtime import CARD_KEY, load_onnx
 
 FORMATS = ("onnx",)
 #: Largest |ONNX - Keras| difference in P(AI) accepted on the export's probe batch.
@@ -66,7 +66,7 @@ def export_model(
         import tf2onnx  # noqa: F401  (Keras' exporter needs it)
     except ImportError:
         raise ExportError("exporting needs tf2onnx and onnx; pip install 'fakelens[export]'") from None
-    from fakelens.inference import load_detector
+    from fakelens.inference.detector import load_detector
 
     detector = load_detector(model_path, trust=trust, backend="keras")
     from fakelens.models.probe import ProbeModel

@@ -405,8 +405,12 @@ def _file_stat(path: str) -> tuple[str, str]:
 
 def open_input(spec: str | os.PathLike[str], *, follow_links: bool = False) -> ImageSource:
     """What `fakelens scan` reads: `-` (paths on standard input), `@FILE` (paths listed in FILE,
-    one per line), or a folder or zip (`open_source`)."""
+    one per line), a filesystem URI (`data.uris`), or a folder or zip (`open_source`)."""
     text = os.fspath(spec)
+    if is_uri(text):
+        from fakelens.data.uris import UriSource
+
+        return UriSource(text)
     if text == "-":
         if isinstance(sys.stdin, io.TextIOWrapper):  # file names need not be UTF-8: keep their bytes
             sys.stdin.reconfigure(errors="surrogateescape", newline="\n")
@@ -440,6 +444,11 @@ def printable_name(name: str) -> str:
     surrogate escapes) become `\\xNN`. Result files are UTF-8, and the same file always gets the
     same printable name, so resuming still recognises it."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def is_uri(name: str) -> bool:
+    """A filesystem URI (`s3://...`, `file:///...`) rather than a local path."""
+    return "://" in name
 
 
 def is_image_name(name: str) -> bool:
@@ -509,9 +518,9 @@ def resolve_data_path(path: str | os.PathLike[str] | None) -> Path:
 
 
 class DisplayNameReader:
-    """Reads files by the names results show (`display_name`): a file, or a member of a zip whose
-    path leads the name (`data.zip/test/FAKE/1.jpg`). Each zip is opened once; use it as a
-    context manager."""
+    """Reads files by the names results show (`display_name`): a file, a member of a zip whose
+    path leads the name (`data.zip/test/FAKE/1.jpg`), or a URI. Each zip is opened once; use it
+    as a context manager."""
 
     def __init__(self) -> None:
         self._zips: dict[Path, ZipSource] = {}
@@ -524,6 +533,10 @@ class DisplayNameReader:
             source.close()
 
     def read(self, name: str) -> bytes:
+        if is_uri(name):
+            from fakelens.data.uris import read_uri
+
+            return read_uri(name)
         # A name under a zip already opened needs no look at the disk (a scan reads millions).
         for source in self._zips.values():
             prefix = source.display_name("")

@@ -22,7 +22,7 @@ def preview_grid(
     size: tuple[int, int] = INPUT_SIZE,
 ) -> Path:
     """Draw `count` images of `split` at random and save them with their labels as a PNG."""
-    from fakelens.reporting.plots import plot_image_grid
+    from fakelens.plots import plot_image_grid
 
     if split not in SPLITS:
         raise InvalidArgumentError(f"split must be one of {', '.join(SPLITS)}; received {split!r}")

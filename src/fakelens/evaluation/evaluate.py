@@ -18,7 +18,7 @@ from fakelens.evaluation.metrics import CLASS_ORDER, detection_metrics, roc_poin
 from fakelens.evaluation.robustness import BATTERY, Transform
 from fakelens.evaluation.sources import group_table
 from fakelens.fsutil import write_json_atomic
-from fakelens.inference import Detector
+from fakelens.inference.detector import Detector
 from fakelens.progress import progress_bar
 
 
@@ -48,7 +48,7 @@ def evaluate(
     `reencode_quality` re-encodes every image as JPEG first (for sets whose classes differ in
     file format); `robustness` adds accuracy and AUROC under each transform of the battery.
     """
-    from fakelens.reporting.plots import plot_confusion, plot_reliability, plot_roc
+    from fakelens.plots import plot_confusion, plot_reliability, plot_roc
 
     data = load_labelled(
         data_path,

@@ -1,1 +1,1 @@
-"""Why a verdict: Grad-CAM heatmaps of the pixels, and the evidence a file's metadata carries."""
+"""Why a verdict: heatmaps of the pixels the model looked at (Grad-CAM, occlusion)."""

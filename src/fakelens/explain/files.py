@@ -11,11 +11,11 @@ import numpy as np
 
 from fakelens.data.layout import printable_name
 from fakelens.errors import ImageDecodeError
-from fakelens.explain.declared import declaration
+from fakelens.evidence.declared import declaration
+from fakelens.evidence.metadata import evidence_dicts
 from fakelens.explain.heatmaps import describe, explain, overlay_png, shown_image
-from fakelens.explain.metadata import evidence_dicts
 from fakelens.fsutil import atomic_path, write_json_atomic
-from fakelens.inference import Detector
+from fakelens.inference.detector import Detector
 
 
 @dataclass(frozen=True)

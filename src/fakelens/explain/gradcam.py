@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from fakelens.errors import InvalidArgumentError
 from fakelens.explain.heatmaps import Explanation, load_views, resize_map
-from fakelens.inference import Detector, Input
+from fakelens.inference.detector import Detector, Input
 
 _CONV_TYPES = (
     keras.layers.Conv2D,

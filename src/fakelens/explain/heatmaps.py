@@ -21,8 +21,8 @@ from PIL import Image
 
 from fakelens.data.decode import decode_image, input_bytes, resize_to
 from fakelens.errors import ImageDecodeError, InvalidArgumentError
-from fakelens.inference import Detector, Input
-from fakelens.reporting.plots import figure_png
+from fakelens.inference.detector import Detector, Input
+from fakelens.plots import figure_png
 
 #: Longest side of a returned map; larger images get a map at their aspect, scaled down.
 MAX_MAP_SIDE = 512

@@ -30,7 +30,7 @@ from PIL import Image, ImageFilter
 
 from fakelens.errors import InvalidArgumentError
 from fakelens.explain.heatmaps import Explanation, load_views, resize_map
-from fakelens.inference import Detector, Input
+from fakelens.inference.detector import Detector, Input
 from fakelens.models.card import logit
 
 #: Windows per side; grid² + 2 model passes per image.

@@ -10,7 +10,7 @@ import numpy as np
 
 from fakelens.data.layout import DisplayNameReader, kaggle_entries, open_source
 from fakelens.errors import FakelensError, ImageDecodeError
-from fakelens.inference import Detector, Prediction, load_detector
+from fakelens.inference.detector import Detector, Prediction, load_detector
 from fakelens.progress import progress_bar
 
 if TYPE_CHECKING:

@@ -32,11 +32,11 @@ import numpy as np
 
 from fakelens.data.layout import printable_name
 from fakelens.errors import InvalidArgumentError
-from fakelens.explain.declared import declaration
+from fakelens.evidence.declared import declaration
 from fakelens.fsutil import atomic_path, write_text_atomic
+from fakelens.plots import figure_png, score_histogram
 from fakelens.reporting.mistakes import Tile, confident_mistakes, most_ai_like
-from fakelens.reporting.plots import figure_png, score_histogram
-from fakelens.resultfile import any_cell_size
+from fakelens.scanning.results import any_cell_size
 
 RESULT_SUFFIXES = (".csv", ".jsonl")
 #: What every row of a scan's results has.
@@ -45,7 +45,7 @@ REQUIRED_COLUMNS = ("path", "label", "ai_probability", "error")
 ERRORS_SHOWN = 50
 #: Findings shown per file in the evidence table; the count of the rest is given.
 FINDINGS_SHOWN = 20
-#: The fields of a metadata finding (`explain.metadata.Evidence`), all text.
+#: The fields of a metadata finding (`evidence.finding.Evidence`), all text.
 FINDING_FIELDS = ("kind", "key", "value", "points_to", "strength")
 #: Characters that would start Markdown markup (code, emphasis, links, table cells) in text.
 _MARKDOWN_SPECIAL = str.maketrans({c: f"\\{c}" for c in "\\`*_[]|"} | {"\n": " ", "\r": " "})

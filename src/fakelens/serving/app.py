@@ -35,7 +35,7 @@ from fakelens.config import ServeConfig
 from fakelens.data.decode import NOT_AN_IMAGE
 from fakelens.errors import InvalidArgumentError
 from fakelens.heap import map_large_blocks
-from fakelens.inference import Detector, load_detector
+from fakelens.inference.detector import Detector, load_detector
 from fakelens.serving.decoding import Busy
 from fakelens.serving.schemas import ExplainResponse, ModelInfo, PredictResponse, Problem, Result
 from fakelens.serving.service import ScoringTimeout, Service, timed_out

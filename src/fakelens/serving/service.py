@@ -26,8 +26,8 @@ import numpy as np
 from fakelens.config import ServeConfig
 from fakelens.data.decode import load_image
 from fakelens.errors import ImageDecodeError
-from fakelens.explain.evidence import Evidence
-from fakelens.inference import Detector, Prediction
+from fakelens.evidence.finding import Evidence
+from fakelens.inference.detector import Detector, Prediction
 from fakelens.serving.batcher import MicroBatcher
 from fakelens.serving.decoding import LIGHT_FILE_BYTES, Cost, WorkPool, decode_cost
 from fakelens.serving.memory import TRIM_AFTER_BYTES, HeapTrimmer

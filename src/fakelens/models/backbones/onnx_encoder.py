@@ -8,7 +8,7 @@ import numpy as np
 
 from fakelens.errors import ModelLoadError
 from fakelens.models.backbones.base import BackboneInfo, normalise
-from fakelens.runtime import one_thread_session
+from fakelens.models.runtime import one_thread_session
 
 
 class OnnxEncoder:

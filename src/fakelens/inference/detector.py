@@ -38,10 +38,10 @@ class Prediction:
     ai_probability: float | None
     model: str
     error: str | None = None
-    #: Metadata findings (`explain.metadata.Evidence.to_dict()`), only when asked for; never
+    #: Metadata findings (`evidence.finding.Evidence.to_dict()`), only when asked for; never
     #: merged into `ai_probability`.
     evidence: list[dict[str, Any]] | None = None
-    #: What the file declares about how it was made (`explain.declared.declaration`: None, or
+    #: What the file declares about how it was made (`evidence.declared.declaration`: None, or
     #: e.g. "ai: PNG text (Stable Diffusion WebUI parameters)"); read with `evidence`.
     declared: str | None = None
 
@@ -57,8 +57,8 @@ class Prediction:
     def with_evidence(self, data: ImageInput) -> Prediction:
         """This record plus the evidence in `data`'s metadata ([] when unreadable) and what
         the file declares about how it was made."""
-        from fakelens.explain.declared import declaration
-        from fakelens.explain.metadata import evidence_dicts
+        from fakelens.evidence.declared import declaration
+        from fakelens.evidence.metadata import evidence_dicts
 
         found = evidence_dicts(data, name=self.path)
         return replace(self, evidence=found, declared=declaration(found))
@@ -95,7 +95,7 @@ class Detector:
         """Load a `.keras` file (TensorFlow) or an exported `.onnx` file (onnxruntime only)."""
         parallel = InferenceConfig.parallel_batches
         if Path(path).suffix == BACKENDS["onnx"]:
-            from fakelens.runtime import load_onnx
+            from fakelens.models.runtime import load_onnx
 
             model, card = load_onnx(path)
         elif Path(path).suffix == PROBE_SUFFIX:
@@ -367,7 +367,7 @@ def load_detector(
 
     if backend is not None and backend not in BACKENDS:
         raise InvalidArgumentError(f"backend must be one of {', '.join(BACKENDS)}; received {backend!r}")
-    from fakelens.routing import ROUTED_NAME, load_routed
+    from fakelens.inference.routing import ROUTED_NAME, load_routed
 
     if path_or_name == ROUTED_NAME and not Path(path_or_name).exists():
         return load_routed(backend=backend, batch_size=batch_size)

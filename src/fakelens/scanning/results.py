@@ -38,7 +38,7 @@ from fakelens.fsutil import atomic_path
 #: The five result fields, then the file's size and modification time (the resume key).
 COLUMNS = ("path", "label", "ai_probability", "model", "error", "size", "modified")
 #: Added when evidence is asked for: what the file declares about how it was made (null or
-#: one line, `explain.declared`), then the list of findings (JSON text in CSV and Parquet).
+#: one line, `evidence.declared`), then the list of findings (JSON text in CSV and Parquet).
 DECLARED_COLUMN = "declared"
 EVIDENCE_COLUMN = "evidence"
 EVIDENCE_COLUMNS = (DECLARED_COLUMN, EVIDENCE_COLUMN)

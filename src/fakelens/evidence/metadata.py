@@ -39,13 +39,13 @@ from fakelens.config import MAX_EVIDENCE_FINDINGS, MAX_EVIDENCE_TEXT_BYTES
 from fakelens.data.bounds import MAX_PNG_CHUNKS, png_chunks
 from fakelens.data.decode import ImageInput, input_bytes, open_image
 from fakelens.errors import ImageDecodeError
-from fakelens.explain.evidence import (
+from fakelens.evidence.finding import (
     Evidence,
     clip,
     software_evidence,
     source_type_evidence,
 )
-from fakelens.explain.provenance import c2pa_evidence
+from fakelens.evidence.provenance import c2pa_evidence
 
 __all__ = ["Evidence", "evidence_dicts", "read_evidence"]
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from fakelens.data.augment import augment_batch
+from fakelens.training.augment import augment_batch
 
 
 def steps_per_epoch(count: int, batch_size: int) -> int:

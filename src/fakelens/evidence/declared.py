@@ -29,8 +29,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from fakelens.explain.evidence import DIGITAL_SOURCE_TYPES, Evidence, clip
-from fakelens.explain.metadata import GENERATOR_TEXT_KEYS
+from fakelens.evidence.finding import DIGITAL_SOURCE_TYPES, Evidence, clip
+from fakelens.evidence.metadata import GENERATOR_TEXT_KEYS
 
 __all__ = ["DECLARING_SOURCE_TYPES", "declaration"]
 

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from fakelens.data.features import EmbeddedSet, embed_entries
 from fakelens.data.layout import open_source
 from fakelens.data.sources import source_entries
 from fakelens.errors import InvalidArgumentError, RunConfigError
@@ -28,6 +27,7 @@ from fakelens.evaluation.sources import LosoResult, group_table, leave_one_sourc
 from fakelens.fsutil import write_json_atomic
 from fakelens.models.backbones import load_backbone
 from fakelens.models.probe import LinearHead, l2_normalised, probe_card, save_probe
+from fakelens.training.features import EmbeddedSet, embed_entries
 
 
 @dataclass(frozen=True)

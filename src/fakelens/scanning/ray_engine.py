@@ -1,6 +1,6 @@
 """`fakelens scan --engine ray`: the scan on Ray Data, from one machine to a cluster.
 
-The driver lists the files (`files.list_images`); Ray Data cuts the listing into blocks; a pool
+The driver lists the files (`data.listing.list_images`); Ray Data cuts the listing into blocks; a pool
 of actors, each loading the model once, reads, decodes and scores them (`map_batches`); the rows
 are written as part files. Rows have the local scan's columns and probabilities.
 
@@ -25,11 +25,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from fakelens.distributed.files import FileReader, list_images
+from fakelens.data.layout import DisplayNameReader
+from fakelens.data.listing import list_images
 from fakelens.errors import InvalidArgumentError
-from fakelens.inference import load_detector
-from fakelens.resultfile import COLUMNS, FORMATS, arrow_schema
-from fakelens.scan import ScanSummary
+from fakelens.inference.detector import load_detector
+from fakelens.scanning.results import COLUMNS, FORMATS, arrow_schema
+from fakelens.scanning.scan import ScanSummary
 
 INSTALL_HINT = "--engine ray needs Ray Data: pip install 'fakelens[distributed]'"
 #: Rows per block of the listing at most: several model batches, few enough blocks to keep
@@ -42,7 +43,7 @@ class Scorer:
 
     def __init__(self, model: str, backend: str | None, trust: bool, batch_size: int | None, workers: int):
         self.detector = load_detector(model, trust=trust, batch_size=batch_size, backend=backend)
-        self.reader = FileReader()
+        self.reader = DisplayNameReader()
         self.workers = workers
 
     def __call__(self, batch: Any) -> Any:

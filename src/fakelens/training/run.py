@@ -21,16 +21,16 @@ from typing import Any
 import keras
 import numpy as np
 
-from fakelens.calibrate import calibrate_on
 from fakelens.config import INPUT_SIZE, TrainConfig
 from fakelens.data.cache import DecodedSet
 from fakelens.data.dataset import load_labelled, train_val
-from fakelens.data.pipeline import evaluation_batches, steps_per_epoch, training_batches
-from fakelens.distributed.multiworker import Workers, start_workers
 from fakelens.errors import RunConfigError
 from fakelens.fsutil import write_json_atomic
 from fakelens.models import ModelCard, create_model, get_spec
 from fakelens.models.saving import load_model, save_model
+from fakelens.training.calibrate import calibrate_on
+from fakelens.training.multiworker import Workers, start_workers
+from fakelens.training.pipeline import evaluation_batches, steps_per_epoch, training_batches
 
 #: Config fields that must match for a run to be continued (epochs may grow).
 _RESUME_KEYS = (
@@ -221,7 +221,7 @@ def _train_run(
             verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
         )
 
-    from fakelens.reporting.plots import plot_history
+    from fakelens.plots import plot_history
 
     plot_history(history, out.root)
     metadata = _run_metadata(

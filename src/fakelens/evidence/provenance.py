@@ -13,7 +13,7 @@ import json
 from functools import cache
 from typing import Any
 
-from fakelens.explain.evidence import Evidence, clip, software_evidence, source_type_evidence
+from fakelens.evidence.finding import Evidence, clip, software_evidence, source_type_evidence
 
 #: The label of the JUMBF box that holds C2PA manifests, present in any file that embeds one.
 _JUMBF_LABEL = b"c2pa"

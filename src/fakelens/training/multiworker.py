@@ -20,8 +20,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from fakelens.data.pipeline import Shard
 from fakelens.errors import RunConfigError
+from fakelens.training.pipeline import Shard
 
 #: `fakelens train --strategy`: one process, or workers described by TF_CONFIG.
 STRATEGIES = ("local", "multiworker")

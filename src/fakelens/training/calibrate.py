@@ -10,7 +10,7 @@ from fakelens.data.cache import DecodedSet
 from fakelens.data.dataset import load_labelled, train_val
 from fakelens.errors import InvalidArgumentError
 from fakelens.evaluation.calibration import calibrate_card
-from fakelens.inference import Detector
+from fakelens.inference.detector import Detector
 from fakelens.models.card import ModelCard
 from fakelens.models.saving import load_model, save_model
 

@@ -3,28 +3,27 @@
 The listing is consumed as the scan goes and rows are written batch by batch, so memory does not
 grow with the number of files. Run again with the same output, a scan skips the files that
 already have a row (same path, size and modification time) and appends the rest; see
-`resultfile` for how rows survive a kill.
+`scanning.results` for how rows survive a kill.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from fnmatch import translate
 from pathlib import Path
 
 import numpy as np
 
-from fakelens.data.layout import ImageSource, is_image_name, open_input, printable_name
-from fakelens.explain.declared import declaration
-from fakelens.explain.metadata import evidence_dicts
-from fakelens.inference import Detector, Prediction
+from fakelens.data.layout import ImageSource, open_input, printable_name
+from fakelens.data.listing import included_names
+from fakelens.evidence.declared import declaration
+from fakelens.evidence.metadata import evidence_dicts
+from fakelens.inference.detector import Detector, Prediction
 from fakelens.progress import progress_bar
-from fakelens.resultfile import (
+from fakelens.scanning.results import (
     COLUMNS,
     DECLARED_COLUMN,
     EVIDENCE_COLUMN,
@@ -34,7 +33,7 @@ from fakelens.resultfile import (
     check_output_path,
 )
 
-__all__ = ["COLUMNS", "EVIDENCE_COLUMN", "FORMATS", "ScanSummary", "scan", "selector"]
+__all__ = ["COLUMNS", "EVIDENCE_COLUMN", "FORMATS", "ScanSummary", "scan"]
 
 
 @dataclass
@@ -135,7 +134,7 @@ def scan(
     (paths on standard input). `include` keeps only names matching one of its glob patterns
     (e.g. "test/*"). `resume=False` ignores rows already in `out` and starts it afresh.
     `evidence` adds each file's metadata findings to its row, and what the file declares about
-    how it was made (`explain.declared`). Links out of a scanned folder are reported, not read,
+    how it was made (`evidence.declared`). Links out of a scanned folder are reported, not read,
     unless `follow_links`.
     """
     check_output_path(out)
@@ -160,18 +159,6 @@ def scan(
     return summary
 
 
-def selector(include: Sequence[str]) -> Callable[[str], object] | None:
-    """A test for names matching one of the `include` globs; None when there are none."""
-    return re.compile("|".join(f"(?:{translate(p)})" for p in include)).match if include else None
-
-
-def literal_prefix(include: Sequence[str]) -> str:
-    """What every name matching one of the `include` globs starts with: the text before the
-    first wildcard, common to all of them ("" when there are none)."""
-    literals = [re.split(r"[*?[]", pattern, maxsplit=1)[0] for pattern in include]
-    return os.path.commonprefix(literals)  # noqa: RUF071 (characters, not path components, are meant)
-
-
 def _to_score(
     source: ImageSource,
     include: Sequence[str],
@@ -180,12 +167,9 @@ def _to_score(
     summary: ScanSummary,
 ) -> Iterator[str]:
     """Display names of the image files that need a row, registered in `pending` as they go."""
-    selected = selector(include)
-    for name in source.iter_names(literal_prefix(include)):
-        if selected is not None and not selected(name):
-            continue
+    for name, is_image in included_names(source, include):
         display = printable_name(source.display_name(name))
-        if not is_image_name(name):
+        if not is_image:
             summary.not_images.append(display)
             continue
         stat = source.stat(name)

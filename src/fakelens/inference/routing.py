@@ -18,7 +18,7 @@ import numpy as np
 
 from fakelens.config import SMALL_SIDE
 from fakelens.errors import InvalidArgumentError
-from fakelens.inference import Detector
+from fakelens.inference.detector import Detector
 
 #: The name of the routed detector: what `predict` and `scan` use when no model is named.
 ROUTED_NAME = "auto"
@@ -73,7 +73,7 @@ class RoutedDetector(Detector):
 def load_routed(*, backend: str | None = None, batch_size: int | None = None) -> RoutedDetector:
     """The shipped default: `clipprobe`, with `patchres` (ONNX unless `backend` says keras) for
     CIFAKE-sized images."""
-    from fakelens.inference import load_detector
+    from fakelens.inference.detector import load_detector
 
     large = load_detector("clipprobe", batch_size=batch_size)
     return RoutedDetector(large, load_detector("patchres", backend=backend or "onnx", batch_size=batch_size))

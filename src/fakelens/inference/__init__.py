@@ -1,0 +1,6 @@
+"""Judging images: a `Detector` (model + card -> calibrated AI probability) and the default
+detector that routes CIFAKE-sized images to the CIFAKE model."""
+
+from fakelens.inference.detector import Detector, Prediction, load_detector
+
+__all__ = ["Detector", "Prediction", "load_detector"]
