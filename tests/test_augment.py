@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 from conftest import random_image
 
-from fakelens.data import augment
+from fakelens.training import augment
 from fakelens.training.pipeline import training_batches
 
 

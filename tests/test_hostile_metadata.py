@@ -35,9 +35,9 @@ from typer.testing import CliRunner
 from fakelens.cli import app
 from fakelens.config import MAX_EVIDENCE_FINDINGS, MAX_EVIDENCE_VALUE_CHARS, ServeConfig
 from fakelens.errors import ImageDecodeError
+from fakelens.evidence import metadata
 from fakelens.evidence.declared import declaration
 from fakelens.evidence.metadata import evidence_dicts, read_evidence
-from fakelens.explain import metadata
 from fakelens.inference.detector import load_detector
 from fakelens.serving.app import create_app
 
