@@ -159,7 +159,7 @@ def test_data_info_reports_unreadable_files_and_exits_1(tiny_layout, tmp_path):
 
 
 def test_metrics_table_shows_missing_values_as_dashes():
-    from fakelens.cli import metrics_table
+    from fakelens.cli.evaluate import metrics_table
     from fakelens.evaluation.metrics import detection_metrics
 
     one_class = detection_metrics(np.array([1, 1]), np.array([0.9, 0.2]), 0.5)

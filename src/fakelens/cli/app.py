@@ -1,0 +1,190 @@
+"""The `fakelens` command's app, the options and output helpers its commands share.
+
+Exit codes: 0 all good; 1 finished, but some inputs failed (they are listed); 2 usage error.
+Names are printed as result files hold them: bytes of a file name that are not UTF-8 as `\\xNN`
+(`data.layout.printable_name`), so the output is UTF-8 text whatever the name.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import click
+import typer
+from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
+
+from fakelens.errors import FakelensError
+
+#: The order `fakelens --help` lists the commands in: the way a user meets them.
+COMMAND_ORDER = (
+    "predict",
+    "scan",
+    "explain",
+    "report",
+    "evaluate",
+    "train",
+    "calibrate",
+    "export",
+    "models",
+    "fetch",
+    "serve",
+    "data",
+)
+
+
+class _Ordered(TyperGroup):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(super().list_commands(ctx), key=COMMAND_ORDER.index)
+
+
+app = typer.Typer(
+    cls=_Ordered,
+    help="Tell AI-generated images from real photographs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect, download and preview data sets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+out = Console(soft_wrap=True)  # never break paths across lines
+err = Console(stderr=True, soft_wrap=True)
+F = TypeVar("F", bound=Callable[..., Any])
+# matplotlib logs to stderr as it is imported (a config folder it cannot write, a font cache it
+# builds): nothing a user of these commands acts on. Set before any command imports it.
+logging.getLogger("matplotlib").setLevel(logging.ERROR)
+#: Installed with the `tf` extra; the light runtime (`--backend onnx`) needs neither.
+TF_MODULES = ("tensorflow", "keras", "tensorboard")
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="A .keras or .onnx file saved by fakelens, or a shipped model's name "
+        "(default: the shipped default model).",
+    ),
+]
+TrustModel = Annotated[
+    bool,
+    typer.Option(
+        "--trust-model",
+        help="Allow code inside the model file (Keras safe mode off). "
+        "Only for files from a source you trust.",
+    ),
+]
+BackendOption = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        help="keras, or onnx: onnxruntime alone, no TensorFlow (see `fakelens export`). "
+        "Default: the model file's ending; keras for a shipped name.",
+    ),
+]
+DataOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data",
+        "-d",
+        help="Folder or zip laid out as train|test/REAL|FAKE, or <source>/REAL|FAKE for several sources "
+        "(default: $FAKELENS_DATA, else ../shared/data/cifake/cifake.zip).",
+    ),
+]
+
+EvidenceOption = Annotated[
+    bool,
+    typer.Option(
+        "--evidence",
+        help="Add each file's metadata findings (EXIF, PNG text, XMP, C2PA) to its record, and "
+        "`declared`: what the file states about how it was made (C2PA, IPTC source type, generator "
+        "parameters). Beside the score, never merged into it (CSV: columns declared, evidence as JSON).",
+    ),
+]
+
+
+#: C0 and C1 control characters and DEL.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def plain(value: object) -> str:
+    """`value` for a terminal: bytes of names that are not UTF-8 as in result files (`\\xNN`),
+    and control characters (line breaks, tabs, escape sequences) as `\\xNN` too, so that a file
+    name can neither forge a line of output nor drive the terminal."""
+    from fakelens.data.layout import printable_name
+
+    return _CONTROL.sub(lambda found: f"\\x{ord(found[0]):02x}", printable_name(str(value)))
+
+
+def shown(value: object) -> str:
+    """`value` for Rich: `plain`, with markup escaped."""
+    return escape(plain(value))
+
+
+def usage_errors(command: F) -> F:
+    """Turn fakelens' own errors into a one-line message and exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except FakelensError as exc:
+            err.print(f"[bold red]error:[/] {shown(exc)}", highlight=False)
+            raise typer.Exit(2) from None
+        except ModuleNotFoundError as exc:
+            if exc.name not in TF_MODULES:
+                raise
+            err.print(
+                f"[bold red]error:[/] this command needs TensorFlow ({exc.name} is not installed): "
+                "pip install 'fakelens\\[tf]'",
+                highlight=False,
+            )
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def open_detector(model: str | None, trust: bool, batch_size: int | None = None, backend: str | None = None):
+    from fakelens.inference.detector import load_detector
+    from fakelens.weights import DEFAULT_MODEL
+
+    return load_detector(model or DEFAULT_MODEL, trust=trust, batch_size=batch_size, backend=backend)
+
+
+ThresholdOption = Annotated[
+    float | None, typer.Option(help="Fixed operating point: label ai when ai_probability >= this.")
+]
+MaxFprOption = Annotated[
+    float | None,
+    typer.Option(
+        "--max-false-positive-rate",
+        help="Choose the lowest threshold that flags at most this share of the validation's real photos.",
+    ),
+]
+
+
+def list_failures(failures: Iterable[tuple[str, str]], verb: str, limit: int = 20) -> bool:
+    """List bad inputs on stderr (the first `limit`); True if there were any."""
+    failures = list(failures)
+    for path, reason in failures[:limit]:
+        err.print(f"[red]{verb}:[/] {shown(path)}: {shown(reason)}", highlight=False)
+    if len(failures) > limit:
+        err.print(f"... and {len(failures) - limit:,} more.")
+    return bool(failures)
+
+
+def report_failures(failures: Iterable[tuple[str, str]], verb: str) -> None:
+    """List bad inputs on stderr, then exit 1 if there were any."""
+    if list_failures(failures, verb):
+        raise typer.Exit(1)
+
+
+def evidence_text(item: dict[str, str]) -> str:
+    return f"{item['kind']} {item['key']} -> {item['points_to']} ({item['strength']})"
