@@ -48,12 +48,12 @@ def measure(model: str, backend: str, op_threads: int, parallel: int, repeats: i
         engine = _onnx_session(model, op_threads)
     detector = Detector(engine, loaded.card, parallel_batches=parallel)
     images = np.random.default_rng(0).integers(0, 256, (IMAGES, 32, 32, 3), dtype=np.uint8)
-    detector.predict_batch(images[: 4 * detector.batch_size])  # trace, warm the pools
+    detector.predict_proba(images[: 4 * detector.batch_size])  # trace, warm the pools
     best: tuple[float, float] | None = None
     for _ in range(repeats):
         before = resource.getrusage(resource.RUSAGE_SELF)
         began = time.perf_counter()
-        detector.predict_batch(images)
+        detector.predict_proba(images)
         seconds = time.perf_counter() - began
         after = resource.getrusage(resource.RUSAGE_SELF)
         cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime

@@ -1,7 +1,7 @@
 """Throughput of the real-world model (`clipprobe`) on 1-12 megapixel JPEGs, with peak RSS and
 the latency of one 12 MP photo. Writes benchmarks/results/real_world_scan.json.
 
-Model only: prepared 224x224 arrays through `Detector.predict_batch` (the CLIP encoder, one image
+Model only: prepared 224x224 arrays through `Detector.predict_proba` (the CLIP encoder, one image
 per run, as many side by side as there are cores). Scan: end to end over a folder of generated
 photos (listing, reading, DCT-scaled decoding, cropping, scoring, writing the CSV). Both take
 turns, best of `--repeats`, so their ratio is fair on a noisy machine.

@@ -116,8 +116,8 @@ def best_rates(runs: dict[str, Callable[[], None]], count: int, repeats: int) ->
 
 
 def model_only(detector: Detector, images: np.ndarray) -> Callable[[], None]:
-    detector.predict_batch(images[: detector.batch_size])
-    return lambda: detector.predict_batch(images)
+    detector.predict_proba(images[: detector.batch_size])
+    return lambda: detector.predict_proba(images)
 
 
 def scanner(detector: Detector, source: Path, out: Path, expected: int) -> Callable[[], None]:

@@ -36,12 +36,12 @@ def main(model: str, data: str) -> None:
         for entry in (e for e in kaggle_entries(source) if e.split == "train"):
             image = decode_image(reencode_jpeg(source.read(entry.name), 90))
             whole.append(resize_to(image, size))
-            scores = detector.predict_batch(crops(image, size))
+            scores = detector.predict_proba(crops(image, size))
             tiled.append(1 / (1 + np.exp(-logit(scores).mean())))
             truth.append(entry.label == "ai")
     truth_arr = np.array(truth)
     threshold = detector.card.threshold
-    scores = {"resize": detector.predict_batch(np.stack(whole)), "crops_mean_logit": np.array(tiled)}
+    scores = {"resize": detector.predict_proba(np.stack(whole)), "crops_mean_logit": np.array(tiled)}
     results = {"images": len(truth)}
     for name, score in scores.items():
         measured = detection_metrics(truth_arr, score, threshold)

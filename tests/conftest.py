@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import struct
 import zipfile
@@ -147,3 +148,19 @@ def seed_model_file(tmp_path_factory) -> Path:
     model, card = create_model("seed")
     model.optimizer.build(model.trainable_variables)  # saved as a trained model would be
     return save_model(model, card, tmp_path_factory.mktemp("model") / "seed.keras")
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def read_table(path):
+    """Rows of a result file in any output format, as dicts."""
+    if path.suffix == ".csv":
+        return read_csv(path)
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines()]
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()

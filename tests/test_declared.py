@@ -8,15 +8,16 @@ import json
 import pyarrow.parquet as pq
 import pytest
 from conftest import encode, random_image
+from metadata_files import IPTC, SD_PARAMETERS, camera_jpeg, png_with_text, signed_jpeg, xmp
 from PIL import Image, PngImagePlugin
-from test_metadata import IPTC, SD_PARAMETERS, camera_jpeg, png_with_text, signed_jpeg, xmp
 from typer.testing import CliRunner
 
 from fakelens.cli import app
+from fakelens.evidence.attach import with_evidence
 from fakelens.evidence.declared import declaration
 from fakelens.evidence.metadata import read_evidence
 from fakelens.evidence.provenance import manifest_evidence
-from fakelens.inference.detector import Prediction
+from fakelens.record import Prediction
 
 runner = CliRunner()
 SD_DECLARED = "ai: PNG text (Stable Diffusion WebUI parameters)"
@@ -110,13 +111,13 @@ def test_a_signed_c2pa_manifest_read_from_the_file():
 def test_records_carry_declared_only_with_evidence_and_keep_the_pixel_score():
     record = Prediction("x.png", "real", 0.1, "seed")
     assert "declared" not in record.to_dict()
-    declared = record.with_evidence(png_with_text({"parameters": SD_PARAMETERS}))
+    declared = with_evidence(record, png_with_text({"parameters": SD_PARAMETERS}))
     assert declared.declared == SD_DECLARED
     assert (declared.label, declared.ai_probability) == ("real", 0.1)  # the pixels' verdict, unchanged
     assert list(declared.to_dict())[-2:] == ["declared", "evidence"]
-    plain = record.with_evidence(encode(random_image(0), "PNG")).to_dict()
+    plain = with_evidence(record, encode(random_image(0), "PNG")).to_dict()
     assert plain["declared"] is None and plain["evidence"] == []
-    assert record.with_evidence(b"garbage").declared is None
+    assert with_evidence(record, b"garbage").declared is None
 
 
 def test_predict_and_scan_write_declared_beside_the_score(tmp_path):

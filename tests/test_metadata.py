@@ -3,59 +3,22 @@
 from __future__ import annotations
 
 import csv
-import datetime
-import io
 import json
 
-import numpy as np
 import pytest
 from conftest import bomb_png, encode, random_image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from metadata_files import IPTC, SD_PARAMETERS, camera_jpeg, png_with_text, signed_jpeg, xmp
 from PIL import Image, PngImagePlugin
 from typer.testing import CliRunner
 
 from fakelens.cli import app
 from fakelens.errors import ImageDecodeError
+from fakelens.evidence.attach import with_evidence
 from fakelens.evidence.metadata import read_evidence
 from fakelens.evidence.provenance import manifest_evidence
-from fakelens.inference.detector import Prediction
-
-IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
-SD_PARAMETERS = (
-    "a photo of a cat on a sofa\nNegative prompt: blurry\n"
-    "Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1234, Size: 512x512, Model: v1-5-pruned-emaonly"
-)
-
-
-def png_with_text(chunks: dict[str, str], array: np.ndarray | None = None) -> bytes:
-    info = PngImagePlugin.PngInfo()
-    for key, value in chunks.items():
-        info.add_text(key, value)
-    return encode(random_image(0) if array is None else array, "PNG", pnginfo=info)
-
-
-def camera_jpeg() -> bytes:
-    exif = Image.Exif()
-    exif[271], exif[272], exif[305] = "Canon", "Canon EOS 5D Mark IV", "Adobe Lightroom 7.0"
-    details = exif.get_ifd(0x8769)
-    details[42036], details[36867] = "EF24-70mm f/2.8L II USM", "2023:05:01 10:11:12"
-    return encode(random_image(0), "JPEG", exif=exif)
-
-
-def xmp(source_type: str, element: bool = False) -> bytes:
-    field = (
-        f"<Iptc4xmpExt:DigitalSourceType>{IPTC}{source_type}</Iptc4xmpExt:DigitalSourceType>"
-        if element
-        else ""
-    )
-    attribute = "" if element else f' Iptc4xmpExt:DigitalSourceType="{IPTC}{source_type}"'
-    return (
-        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-        '<rdf:Description xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/"'
-        f' xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:CreatorTool="Midjourney"{attribute}>{field}'
-        "</rdf:Description></rdf:RDF></x:xmpmeta>"
-    ).encode()
+from fakelens.record import Prediction
 
 
 def found(items) -> dict[tuple[str, str], tuple[str, str, str]]:
@@ -214,84 +177,6 @@ def test_manifest_evidence_from_a_reader_store():
     assert manifest_evidence({}) == [manifest_evidence({})[0]]  # only "validation_state: unknown"
 
 
-def signed_jpeg(c2pa) -> bytes:
-    """A JPEG with a C2PA manifest signed by a throwaway certificate chain (CA + signer)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    def name(common: str) -> x509.Name:
-        return x509.Name(
-            [
-                x509.NameAttribute(NameOID.COMMON_NAME, common),
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fakelens tests"),
-            ]
-        )
-
-    def certificate(subject, issuer, key, signing_key, ca: bool) -> x509.Certificate:
-        now = datetime.datetime.now(datetime.timezone.utc)
-        usage = dict.fromkeys(
-            [
-                "content_commitment",
-                "key_encipherment",
-                "data_encipherment",
-                "key_agreement",
-                "encipher_only",
-                "decipher_only",
-            ],
-            False,
-        )
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(issuer)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=7))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(digital_signature=not ca, key_cert_sign=ca, crl_sign=ca, **usage), critical=True
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        )
-        if not ca:
-            builder = builder.add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False
-            ).add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(signing_key.public_key()), critical=False
-            )
-        return builder.sign(signing_key, hashes.SHA256())
-
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca = certificate(name("test CA"), name("test CA"), ca_key, ca_key, ca=True)
-    leaf = certificate(name("test signer"), ca.subject, key, ca_key, ca=False)
-    chain = leaf.public_bytes(serialization.Encoding.PEM) + ca.public_bytes(serialization.Encoding.PEM)
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, chain, private, None))
-    manifest = {
-        "claim_generator_info": [{"name": "Adobe Firefly", "version": "2.0"}],
-        "title": "generated.jpg",
-        "assertions": [
-            {
-                "label": "c2pa.actions",
-                "data": {
-                    "actions": [
-                        {"action": "c2pa.created", "digitalSourceType": f"{IPTC}trainedAlgorithmicMedia"}
-                    ]
-                },
-            }
-        ],
-    }
-    signed = io.BytesIO()
-    with c2pa.Builder(manifest) as builder:
-        builder.sign(signer, "image/jpeg", io.BytesIO(encode(random_image(0), "JPEG")), signed)
-    return signed.getvalue()
-
-
 def test_c2pa_manifest_is_read_with_the_extra():
     c2pa = pytest.importorskip("c2pa", reason="the `c2pa` extra (c2pa-python) is not installed")
     evidence = found(read_evidence(signed_jpeg(c2pa)))
@@ -305,10 +190,10 @@ def test_c2pa_manifest_is_read_with_the_extra():
 def test_records_carry_evidence_only_when_asked():
     record = Prediction("x.png", "ai", 0.9, "seed")
     assert "evidence" not in record.to_dict()
-    with_evidence = record.with_evidence(png_with_text({"parameters": SD_PARAMETERS}))
-    assert with_evidence.ai_probability == 0.9  # beside the score, never merged into it
-    assert [e["key"] for e in with_evidence.to_dict()["evidence"]] == ["parameters"]
-    assert record.with_evidence(b"garbage").evidence == []
+    attached = with_evidence(record, png_with_text({"parameters": SD_PARAMETERS}))
+    assert attached.ai_probability == 0.9  # beside the score, never merged into it
+    assert [e["key"] for e in attached.to_dict()["evidence"]] == ["parameters"]
+    assert with_evidence(record, b"garbage").evidence == []
 
 
 def test_predict_and_scan_with_evidence(tmp_path):

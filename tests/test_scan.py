@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import zipfile
 
 import pytest
-from conftest import encode, random_image
+from conftest import encode, random_image, read_csv, read_table
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -33,11 +32,6 @@ def mixed_folder(tmp_path):
     (root / "fake.jpg").write_text("<html>")
     (root / "notes.txt").write_text("not an image")
     return root
-
-
-def read_csv(path):
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def test_scan_folder_writes_one_row_per_image_and_reports_failures(detector, mixed_folder, tmp_path):
@@ -215,17 +209,6 @@ def test_a_parquet_output_resumes_and_grows(detector, mixed_folder, tmp_path):
     assert len(read_table(out)) == 10
     summary = scan(detector, mixed_folder, out, quiet=True)
     assert summary.already_done == 10 and len(read_table(out)) == 22
-
-
-def read_table(path):
-    """Rows of a result file in any output format, as dicts."""
-    if path.suffix == ".csv":
-        return read_csv(path)
-    if path.suffix == ".jsonl":
-        return [json.loads(line) for line in path.read_text().splitlines()]
-    import pyarrow.parquet as pq
-
-    return pq.read_table(path).to_pylist()
 
 
 def test_a_scan_killed_with_sigkill_resumes_with_one_row_per_file(tmp_path):

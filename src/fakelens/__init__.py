@@ -1,8 +1,10 @@
 """fakelens: tell AI-generated images from real photographs.
 
+Examples:
 >>> import fakelens
->>> detector = fakelens.load_detector("seed")
+>>> detector = fakelens.load_detector()  # the shipped default
 >>> detector.predict(["photo.jpg"])[0].label
+'ai'
 """
 
 from __future__ import annotations

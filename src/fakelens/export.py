@@ -93,7 +93,7 @@ def _check_agreement(detector, path: Path, count: int = 64) -> None:
     images = np.random.default_rng(0).integers(0, 256, (count, *detector.card.input_size, 3), dtype=np.uint8)
     model, card = load_onnx(path)
     exported = card.ai_probability(model.predict_on_batch(images))
-    difference = float(np.max(np.abs(exported - detector.predict_batch(images))))
+    difference = float(np.max(np.abs(exported - detector.predict_proba(images))))
     if not difference <= TOLERANCE:
         raise ExportError(
             f"{detector.name}: the ONNX export differs from the Keras model by {difference:.2e} "

@@ -60,7 +60,7 @@ def evaluate(
     whole = not (data.splits == "test").any()  # a set of sources without a test split: judged whole
     test, dedup = (data, np.ones(len(data.names), bool)) if whole else official_test_and_dedup_mask(data)
     images = np.asarray(test.images)
-    scores = detector.predict_batch(images)
+    scores = detector.predict_proba(images)
     threshold = detector.card.threshold
     subsets = {"test": np.ones(len(scores), dtype=bool), "dedup_test": dedup}
     metrics: dict[str, Any] = {
@@ -117,7 +117,7 @@ def robustness_battery(
     ):
         for name, transform in battery.items():
             prepared = np.stack(list(pool.map(lambda image, t=transform: detector.prepare(t(image)), images)))
-            scores = detector.predict_batch(prepared)
+            scores = detector.predict_proba(prepared)
             measured = detection_metrics(is_ai, scores, detector.card.threshold)
             results[name] = {"accuracy": measured["accuracy"], "auroc": measured["auroc"]}
             advance(len(images))

@@ -8,7 +8,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -21,47 +20,14 @@ from fakelens.data.layout import printable_name
 from fakelens.errors import ImageDecodeError, InvalidArgumentError, ModelLoadError
 from fakelens.models.card import ModelCard
 from fakelens.models.limits import MAX_BATCH_PIXELS
+from fakelens.record import Prediction
+from fakelens.weights import DEFAULT_MODEL, shipped_model_path
 
 Input = ImageInput | np.ndarray
 #: How a model file is run: Keras (TensorFlow), or onnxruntime alone (`fakelens export`).
 BACKENDS = {"keras": ".keras", "onnx": ".onnx"}
 #: A probe model (frozen backbone + head, `models.probe`): runs on onnxruntime whatever the backend.
 PROBE_SUFFIX = ".json"
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One result record: `error` is None, or why this input could not be scored."""
-
-    path: str
-    label: str | None
-    ai_probability: float | None
-    model: str
-    error: str | None = None
-    #: Metadata findings (`evidence.finding.Evidence.to_dict()`), only when asked for; never
-    #: merged into `ai_probability`.
-    evidence: list[dict[str, Any]] | None = None
-    #: What the file declares about how it was made (`evidence.declared.declaration`: None, or
-    #: e.g. "ai: PNG text (Stable Diffusion WebUI parameters)"); read with `evidence`.
-    declared: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The record; `declared` then `evidence` appear only when evidence was asked for."""
-        record = dict(self.__dict__)  # dataclasses.asdict deep-copies: 10x slower
-        if self.evidence is None:
-            del record["evidence"], record["declared"]
-        else:
-            record["evidence"] = record.pop("evidence")  # after the short `declared`
-        return record
-
-    def with_evidence(self, data: ImageInput) -> Prediction:
-        """This record plus the evidence in `data`'s metadata ([] when unreadable) and what
-        the file declares about how it was made."""
-        from fakelens.evidence.declared import declaration
-        from fakelens.evidence.metadata import evidence_dicts
-
-        found = evidence_dicts(data, name=self.path)
-        return replace(self, evidence=found, declared=declaration(found))
 
 
 class Detector:
@@ -134,8 +100,22 @@ class Detector:
             return FITS[self.card.fit](item, self.card.input_size)
         return load_image(item, self.card.input_size, name=name, fit=self.card.fit)
 
-    def predict_batch(self, images: np.ndarray) -> np.ndarray:
-        """P(AI) for a batch of prepared (N, H, W, 3) uint8 images at the model's input size."""
+    def predict_proba(self, images: np.ndarray | Iterable[Input]) -> np.ndarray:
+        """P(AI) per image, calibrated: one column, unlike scikit-learn's two (P(real) is 1 - it).
+
+        `images`: a batch of prepared (N, H, W, 3) uint8 images at the model's input size (the
+        fast path scans use), or paths, file bytes or arrays of any size, which are prepared
+        first; an input that cannot be read raises `ImageDecodeError` naming it (`predict`
+        gives such inputs a record with `error` instead).
+        """
+        if not (isinstance(images, np.ndarray) and images.ndim == 4):
+            items = list(images)
+            size = self.card.input_size
+            images = (
+                np.stack([self.prepare(item, _describe(item, i)) for i, item in enumerate(items)])
+                if items
+                else np.zeros((0, *size, 3), np.uint8)
+            )
         if len(images) == 0:
             return np.zeros(0)
         chunks = [images[start : start + self.batch_size] for start in range(0, len(images), self.batch_size)]
@@ -163,13 +143,13 @@ class Detector:
         """Trace every padded batch size now, so the first requests do not pay for it."""
         height, width = self.card.input_size
         if not getattr(self.model, "pad_batches", True):
-            self.predict_batch(np.zeros((1, height, width, 3), np.uint8))
+            self.predict_proba(np.zeros((1, height, width, 3), np.uint8))
             return
         for size in sorted({min(self.batch_size, 1 << k) for k in range(self.batch_size.bit_length() + 1)}):
-            self.predict_batch(np.zeros((size, height, width, 3), np.uint8))
+            self.predict_proba(np.zeros((size, height, width, 3), np.uint8))
 
     def to_records(self, names: Sequence[str], probabilities: np.ndarray) -> list[Prediction]:
-        """Result records for scores computed by `predict_batch`."""
+        """Result records for scores computed by `predict_proba`."""
         labels = self.card.labels(probabilities)
         return [
             Prediction(name, str(label), float(p), self.name)
@@ -180,7 +160,15 @@ class Detector:
         return Prediction(name, None, None, self.name, reason)
 
     def predict(self, inputs: Iterable[Input] | Input, *, workers: int | None = None) -> list[Prediction]:
-        """Score paths, file bytes or uint8 arrays; a bad input gets a record with `error` set."""
+        """Score paths, file bytes or uint8 arrays; a bad input gets a record with `error` set.
+
+        Examples:
+        >>> detector = load_detector("seed")
+        >>> [(r.path, r.label, r.error) for r in detector.predict(["photo.jpg", "notes.txt"])]
+        [('photo.jpg', 'ai', None), ('notes.txt', None, 'not a recognised image format')]
+        >>> detector.predict_proba(["photo.jpg"]).round(3)
+        array([0.984])
+        """
         if isinstance(inputs, (str, os.PathLike, np.ndarray, *BYTES_TYPES)):
             inputs = [inputs]
         items = list(inputs)
@@ -256,7 +244,7 @@ class Detector:
         decoded = [run.result() for run in runs]
         stacks = [images for images, _ in decoded if len(images)]
         reasons = [reason for _, run_reasons in decoded for reason in run_reasons]
-        return self.predict_batch(np.concatenate(stacks) if stacks else np.zeros(0)), reasons
+        return self.predict_proba(np.concatenate(stacks) if stacks else np.zeros(0)), reasons
 
     def _records(self, names: list[str], scores: np.ndarray, reasons: list[str | None]) -> list[Prediction]:
         scored = iter(
@@ -350,20 +338,27 @@ def _describe(item: Input, index: int) -> str:
 
 
 def load_detector(
-    path_or_name: str | os.PathLike[str],
+    path_or_name: str | os.PathLike[str] = DEFAULT_MODEL,
     *,
     trust: bool = False,
     batch_size: int | None = None,
     backend: str | None = None,
 ) -> Detector:
     """Load a detector from a `.keras`, `.onnx` or probe `.json` file saved by fakelens, or a
-    shipped model's name.
+    shipped model's name; with no argument, the shipped default (`auto`, see `routing`).
 
     `backend` ("keras" or "onnx") picks the shipped file of a name; for a path it must agree with
-    the file's ending. None: a path's ending decides; a name loads Keras. Probe models run on
-    onnxruntime whatever the backend. "auto" is the routed default (`routing`).
+    the file's ending. None: a path's ending decides; a name loads its ONNX export when it has
+    one (no TensorFlow: a second to start instead of several), else Keras. Probe models run on
+    onnxruntime whatever the backend.
+
+    Examples:
+    >>> detector = load_detector()
+    >>> detector.name
+    'auto'
+    >>> load_detector("seed").card.input_size
+    (32, 32)
     """
-    from fakelens.weights import shipped_model_path
 
     if backend is not None and backend not in BACKENDS:
         raise InvalidArgumentError(f"backend must be one of {', '.join(BACKENDS)}; received {backend!r}")
@@ -373,7 +368,8 @@ def load_detector(
         return load_routed(backend=backend, batch_size=batch_size)
     path = Path(path_or_name)
     if not path.exists():
-        shipped = shipped_model_path(str(path_or_name), BACKENDS[backend or "keras"])
+        suffixes = [BACKENDS[backend]] if backend else [BACKENDS["onnx"], BACKENDS["keras"]]
+        shipped = next(filter(None, (shipped_model_path(str(path_or_name), s) for s in suffixes)), None)
         if shipped is None:
             raise ModelLoadError(f"{path_or_name}: no such model file or shipped model name")
         path = shipped

@@ -7,7 +7,7 @@ exactly those. So images no larger than `SMALL_SIDE` pixels a side go to the sma
 The routing decision is made where the decoded size is known, in the card's preparation
 (`fit="route"`, `data.decode.route_to`): a small image is prepared for the small model, then
 enlarged to the large model's input by repeating each pixel, an exact encoding that
-`predict_batch` recognises and undoes. Everything else (scan, serve, evaluate, the cache) sees
+`predict_proba` recognises and undoes. Everything else (scan, serve, evaluate, the cache) sees
 one detector with one input size. The one ambiguity: a large image whose crop is itself made of
 7x7 blocks of one colour (a blank canvas) goes to the small model too, which judges it exactly.
 """
@@ -57,16 +57,16 @@ class RoutedDetector(Detector):
         enlarged = np.repeat(np.repeat(images[:, ::f, ::f], f, axis=1), f, axis=2)
         return np.all(images == enlarged, axis=(1, 2, 3))
 
-    def predict_batch(self, images: np.ndarray) -> np.ndarray:
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
         if len(images) == 0:
             return np.zeros(0)
         small = self.routed_small(images)
         scores = np.empty(len(images))
         if (~small).any():
-            scores[~small] = self.large.predict_batch(images[~small])
+            scores[~small] = self.large.predict_proba(images[~small])
         if small.any():
             shrunk = np.ascontiguousarray(images[small][:, :: self.factor, :: self.factor])
-            scores[small] = self.small.predict_batch(shrunk)
+            scores[small] = self.small.predict_proba(shrunk)
         return scores
 
 

@@ -78,7 +78,15 @@ def create_model(
     **overrides: Any,
 ) -> tuple[keras.Model, ModelCard]:
     """Build and compile model `name` (Adam at its recipe's rate unless `optimizer` is given);
-    `None` overrides keep the builder's defaults."""
+    `None` overrides keep the builder's defaults.
+
+    Examples:
+    >>> model, card = create_model("seed")
+    >>> card.input_size, model.output_shape
+    ((32, 32), (None, 1))
+    >>> card.output  # the original notebook's model outputs P(REAL)
+    'p_real'
+    """
     import keras
 
     spec = get_spec(name)

@@ -29,7 +29,8 @@ from fakelens.data.layout import DisplayNameReader
 from fakelens.data.listing import list_images
 from fakelens.errors import InvalidArgumentError
 from fakelens.inference.detector import load_detector
-from fakelens.scanning.results import COLUMNS, FORMATS, arrow_schema
+from fakelens.record import FIELDS, arrow_schema
+from fakelens.scanning.results import FORMATS
 from fakelens.scanning.scan import ScanSummary
 
 INSTALL_HINT = "--engine ray needs Ray Data: pip install 'fakelens[distributed]'"
@@ -55,7 +56,7 @@ class Scorer:
         records = [
             r for chunk in self.detector.score_stream(names, load, workers=self.workers) for r in chunk
         ]
-        rows = {column: [getattr(record, column) for record in records] for column in COLUMNS[:5]}
+        rows = {column: [getattr(record, column) for record in records] for column in FIELDS}
         rows["size"] = batch.column("size").to_pylist()
         rows["modified"] = batch.column("modified").to_pylist()
         return pa.Table.from_pydict(rows, schema=arrow_schema())

@@ -34,14 +34,12 @@ from typing import Any
 
 from fakelens.errors import InvalidArgumentError
 from fakelens.fsutil import atomic_path
+from fakelens.record import COLUMNS, EVIDENCE_FIELDS, arrow_schema
 
-#: The five result fields, then the file's size and modification time (the resume key).
-COLUMNS = ("path", "label", "ai_probability", "model", "error", "size", "modified")
-#: Added when evidence is asked for: what the file declares about how it was made (null or
-#: one line, `evidence.declared`), then the list of findings (JSON text in CSV and Parquet).
-DECLARED_COLUMN = "declared"
-EVIDENCE_COLUMN = "evidence"
-EVIDENCE_COLUMNS = (DECLARED_COLUMN, EVIDENCE_COLUMN)
+#: Added when evidence is asked for (`record.EVIDENCE_FIELDS`); findings are JSON text in CSV
+#: and Parquet.
+EVIDENCE_COLUMNS = EVIDENCE_FIELDS
+DECLARED_COLUMN, EVIDENCE_COLUMN = EVIDENCE_COLUMNS
 FORMATS = (".csv", ".jsonl", ".parquet")
 PARQUET_HINT = "Parquet output needs pyarrow: pip install 'fakelens[parquet]'"
 _ROW_GROUP = 65_536
@@ -334,14 +332,6 @@ def _write_text(
         writer.writerows(map(_csv_cells(columns), rows))
     else:
         handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-
-
-def arrow_schema(columns: tuple[str, ...] = COLUMNS):
-    """The Arrow types of result rows (Parquet output, the Ray engine's part files)."""
-    import pyarrow as pa
-
-    types = {"ai_probability": pa.float64(), "size": pa.int64()}
-    return pa.schema([(column, types.get(column, pa.string())) for column in columns])
 
 
 def _write_parquet(out: Path, rows: Iterable[Row], columns: tuple[str, ...]) -> None:

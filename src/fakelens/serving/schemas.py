@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import MISSING, fields
+from typing import Any, Literal, get_type_hints
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
+
+from fakelens.record import Prediction, description
 
 
 class EvidenceItem(BaseModel):
@@ -17,26 +20,24 @@ class EvidenceItem(BaseModel):
     strength: Literal["strong", "medium", "weak", "none"]
 
 
-class Result(BaseModel):
-    """One file's verdict; `error` says why a file could not be judged (then label is null)."""
+def _result_model() -> type[BaseModel]:
+    """The API's `Result`: the result record's fields, types and descriptions
+    (`record.Prediction`), with findings typed as `EvidenceItem`."""
+    hints = get_type_hints(Prediction) | {"evidence": list[EvidenceItem] | None}
+    return create_model(
+        "Result",
+        __doc__="One file's verdict; `error` says why a file could not be judged (then label is null).",
+        **{
+            f.name: (
+                hints[f.name],
+                Field(... if f.default is MISSING else f.default, description=description(f.name)),
+            )
+            for f in fields(Prediction)
+        },
+    )
 
-    path: str = Field(description="The uploaded file's name.")
-    label: Literal["ai", "real"] | None
-    ai_probability: float | None = Field(
-        description="Calibrated probability that the image is AI-made, judged from the pixels alone."
-    )
-    model: str
-    error: str | None = None
-    declared: str | None = Field(
-        default=None,
-        description="What the file itself declares about how it was made, read with the evidence: "
-        "null (nothing declared), or one line starting 'ai: ' or 'real: ' that names the source, e.g. "
-        '"ai: PNG text (Stable Diffusion WebUI parameters)". Never merged into ai_probability.',
-    )
-    evidence: list[EvidenceItem] | None = Field(
-        default=None,
-        description="Metadata findings, when asked for (?evidence=true) and on /v1/explain.",
-    )
+
+Result = _result_model()
 
 
 class PredictResponse(BaseModel):
@@ -62,6 +63,14 @@ class ExplainResponse(BaseModel):
     )
 
 
+class ModelSummary(BaseModel):
+    """The card in plain words, for people (the web page's header): read from its records."""
+
+    trained_on: str = Field(description="The data the model learned from.")
+    measured: list[str] = Field(description="What it measured on held-out data, one line each.")
+    weak_on: list[str] = Field(description="Where it is known to be weak, worst first.")
+
+
 class ModelInfo(BaseModel):
     name: str
     architecture: str
@@ -70,6 +79,7 @@ class ModelInfo(BaseModel):
     temperature: float
     metrics: dict[str, Any]
     training: dict[str, Any]
+    summary: ModelSummary
     fakelens_version: str
 
 

@@ -24,7 +24,7 @@ def calibrate_on(
     max_false_positive_rate: float | None = None,
 ) -> ModelCard:
     """The card with temperature fitted and threshold chosen on `val_set`."""
-    raw = Detector(model, card.with_updates(temperature=1.0)).predict_batch(np.asarray(val_set.images))
+    raw = Detector(model, card.with_updates(temperature=1.0)).predict_proba(np.asarray(val_set.images))
     return calibrate_card(
         card, raw, val_set.is_ai, threshold=threshold, max_false_positive_rate=max_false_positive_rate
     )
