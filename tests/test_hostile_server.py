@@ -30,10 +30,10 @@ from hostile import Case, save
 from hostile_decode import animated_webp, gif, huge_canvases, segments, slow_decodes
 from hostile_metadata import c2pa_cases, every_case, exif_cases, xmp_cases
 from PIL import Image
-from servers import free_port, serving
+from servers import files, free_port, serving
 
 from fakelens.config import ServeConfig
-from fakelens.inference.detector import Detector, Prediction, load_detector
+from fakelens.inference.detector import Detector, load_detector
 from fakelens.serving import service as service_module
 from fakelens.serving.app import create_app
 from fakelens.serving.decoding import LIGHT_FILE_BYTES
@@ -57,12 +57,8 @@ def refining_jpeg(side: int, scans: int) -> bytes:
 
 
 def uploadable(cases: Sequence[Case]) -> list[Case]:
-    """The cases within the server's upload limit (the others are refused whole, with 413)."""
+    """The cases within the server's upload limit (the others are answered as too large)."""
     return [case for case in cases if len(case.data) <= ServeConfig.max_upload_bytes]
-
-
-def files(*items: tuple[str, bytes]) -> list:
-    return [("files", (name, data, "application/octet-stream")) for name, data in items]
 
 
 @pytest.fixture(scope="module")
@@ -190,14 +186,14 @@ def test_an_exception_in_a_decoder_is_that_files_error(detector, monkeypatch):
 
 
 def test_an_exception_reading_evidence_becomes_a_finding_and_the_score_stands(detector, monkeypatch):
-    read = Prediction.with_evidence
+    read = service_module.with_evidence
 
-    def with_evidence(self, data):
-        if self.path == "bad-meta.png":
+    def with_evidence(record, data):
+        if record.path == "bad-meta.png":
             raise AssertionError("Pillow's zTXt assertion")
-        return read(self, data)
+        return read(record, data)
 
-    monkeypatch.setattr(Prediction, "with_evidence", with_evidence)
+    monkeypatch.setattr(service_module, "with_evidence", with_evidence)
     png = encode(random_image(6, (40, 40)), "PNG")
     with client_for(detector) as client:
         plain = client.post("/v1/predict", files=files(("bad-meta.png", png))).json()["results"][0]

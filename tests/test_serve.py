@@ -4,60 +4,41 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import uvicorn
 from conftest import bomb_png, encode, random_image
 from fastapi.testclient import TestClient
 from PIL import Image, PngImagePlugin
+from servers import BRIGHT, DARK, MeanBrightness, client_for, files, raw_request, stub_detector
+from typer.testing import CliRunner
 
+from fakelens.cli import app as cli
 from fakelens.config import ServeConfig
 from fakelens.inference.detector import Detector
 from fakelens.models.card import ModelCard
 from fakelens.serving.app import API_KEY_ENV, create_app
 from fakelens.serving.batcher import MicroBatcher
-
-
-class MeanBrightness:
-    """A stand-in model: P(REAL) = mean brightness, so bright images are real. Optionally slow."""
-
-    def __init__(self, delay_s: float = 0.0) -> None:
-        self.delay_s = delay_s
-
-    def predict_on_batch(self, images: np.ndarray) -> np.ndarray:
-        time.sleep(self.delay_s)
-        return images.reshape(len(images), -1).mean(axis=1, keepdims=True) / 255.0
-
-
-def stub_detector(delay_s: float = 0.0) -> Detector:
-    card = ModelCard(
-        name="stub", architecture="mean-brightness", threshold=0.5, metrics={"test": {"accuracy": 0.5}}
-    )
-    return Detector(MeanBrightness(delay_s), card, batch_size=2)
-
-
-def client_for(config: ServeConfig | None = None, detector: Detector | None = None) -> TestClient:
-    return TestClient(create_app(config, detector=detector or stub_detector()))
+from fakelens.serving.card_summary import summarize
+from fakelens.serving.routes import get_service
+from fakelens.serving.service import Service
 
 
 @pytest.fixture
 def client():
     with client_for() as test_client:
         yield test_client
-
-
-BRIGHT = encode(np.full((32, 32, 3), 230, np.uint8))
-DARK = encode(np.full((32, 32, 3), 20, np.uint8), "PNG")
-
-
-def files(*items: tuple[str, bytes]) -> list:
-    return [("files", (name, data, "application/octet-stream")) for name, data in items]
 
 
 def test_predict_answers_each_file_in_order(client):
@@ -100,18 +81,62 @@ def test_a_request_with_no_readable_image_gets_415_or_422_naming_the_file(client
     assert record["path"] == "upload.jpg" and reason in record["error"]
 
 
-def test_upload_size_and_file_count_limits_answer_413():
-    with client_for(ServeConfig(max_upload_bytes=2_000, max_files=2)) as small:
-        response = small.post("/v1/predict", files=files(("ok.jpg", BRIGHT), ("big.png", b"x" * 2_001)))
-        assert (
-            response.status_code == 413
-            and "big.png: file is over the 2,000-byte" in response.json()["detail"]
+MB = 2**20
+
+
+def test_an_oversized_file_fails_alone_with_its_size_in_mb():
+    with client_for(ServeConfig(max_upload_bytes=MB, max_files=3)) as small:
+        big = b"x" * (3 * MB // 2)
+        response = small.post(
+            "/v1/predict", files=files(("ok.jpg", BRIGHT), ("big.png", big), ("dark.png", DARK))
         )
+        assert response.status_code == 200
+        ok, too_large, dark = response.json()["results"]
+        assert (ok["label"], dark["label"], too_large["label"]) == ("real", "ai", None)
+        assert too_large["error"] == "the file is 1.5 MB, over the 1 MB upload limit; send a smaller one"
+        alone = small.post("/v1/predict", files=files(("big.png", big)))
+        assert alone.status_code == 413 and alone.json()["results"][0]["error"] == too_large["error"]
+        explained = small.post("/v1/explain", files=files(("big.png", big)))
+        assert explained.status_code == 413 and explained.json()["result"]["error"] == too_large["error"]
+
+
+def test_a_request_over_what_any_request_may_carry_is_refused_naming_the_file():
+    with client_for(ServeConfig(max_upload_bytes=MB, max_files=2)) as small:
         response = small.post("/v1/predict", files=files(*[(f"{i}.jpg", BRIGHT) for i in range(3)]))
-        assert response.status_code == 413 and "more than 2 files" in response.json()["detail"]
-        huge = small.post("/v1/predict", files=files(("huge.bin", b"x" * 100_000)))
-        assert huge.status_code == 413 and "request body of" in huge.json()["detail"]
+        assert response.status_code == 413
+        assert response.json()["detail"] == "2.jpg: more than 2 files in one request; send them in batches"
+        huge = small.post("/v1/predict", files=files(("huge.bin", b"x" * 3 * MB)))  # Content-Length: 3 MB
+        detail = huge.json()["detail"]
+        assert huge.status_code == 413 and detail.startswith("huge.bin: the request is 3 MB or more")
+        assert "(2 files of at most 1 MB)" in detail and detail.count("huge.bin") == 1
+
         assert small.post("/v1/predict", files=files(("ok.jpg", BRIGHT))).status_code == 200
+
+
+def test_a_streamed_body_is_refused_once_it_carries_more_than_any_request_may():
+    """No Content-Length (chunked): the server counts what arrives and stops reading there."""
+    head = (
+        b"POST /v1/predict HTTP/1.1\r\nHost: test\r\nContent-Type: multipart/form-data; boundary=xyz\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    part = b"--xyz\r\nContent-Disposition: form-data; name=files; filename=endless.bin\r\n\r\n"
+    chunks = [part, *[b"x" * (MB // 2)] * 8]
+    body = [f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" for chunk in chunks]
+    app = create_app(ServeConfig(max_upload_bytes=MB, max_files=2), detector=stub_detector())
+    with live_server(app) as address:
+        answer = raw_request(address, head, body, pause_s=0.0)
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert b'"endless.bin: the request is 2' in answer and b"MB or more, over the most" in answer
+
+
+def test_parts_named_file_are_accepted_and_other_names_refused_with_the_accepted_ones(client):
+    singular = client.post("/v1/predict", files=[("file", ("a.jpg", BRIGHT))])
+    assert singular.status_code == 200 and singular.json()["results"][0]["label"] == "real"
+    response = client.post("/v1/predict", files=[("files", ("a.jpg", BRIGHT)), ("image", ("b.jpg", BRIGHT))])
+    assert response.status_code == 400
+    assert response.json()["detail"] == (
+        "b.jpg: its part is named 'image'; send images as multipart/form-data parts named `files` (or `file`)"
+    )
 
 
 def test_the_pixel_limit_is_configurable():
@@ -153,19 +178,6 @@ def live_server(app) -> Iterator[tuple[str, int]]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-
-
-def raw_request(address: tuple[str, int], head: bytes, body_parts: list[bytes], pause_s: float) -> bytes:
-    """Send a request's head and body parts with pauses between them; return the response."""
-    with socket.create_connection(address, timeout=10) as connection:
-        connection.sendall(head)
-        for part in body_parts:
-            time.sleep(pause_s)
-            try:
-                connection.sendall(part)
-            except OSError:  # the server answered and closed already
-                break
-        return connection.recv(65536)
 
 
 def test_a_slow_upload_times_out_with_408_and_the_server_stays_up():
@@ -214,6 +226,64 @@ def test_model_card_health_and_readiness(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ready", "model": "stub"}
     assert "/v1/predict" in client.get("/openapi.json").json()["paths"]
+    assert card["summary"] == {
+        "trained_on": "CIFAKE (32x32-pixel CIFAR-10 photos and Stable Diffusion images)",
+        "measured": ["50.0% accurate on its test set"],
+        "weak_on": [
+            "photos larger than 32x32 pixels (shrunk whole to that size, their scores are weak evidence)"
+        ],
+    }
+
+
+def test_the_summary_says_what_a_shipped_model_learned_from_and_where_it_is_weak():
+    from fakelens.inference.detector import load_detector
+
+    summary = summarize(load_detector("seed", backend="onnx").card)
+    assert summary.measured == ["92.7% accurate on its test set (20,000 images)"]
+    assert summary.weak_on[1:] == [  # the robustness battery in the card, worst first
+        "blurred images (60% accurate)",
+        "images shrunk and enlarged back (62% accurate)",
+        "enlarged images (68% accurate)",
+        "JPEG re-compression (85% accurate)",
+    ]
+
+
+def test_the_summary_of_a_probe_card_names_its_data_and_unseen_sources_and_skips_bad_figures():
+    card = ModelCard(
+        name="probe",
+        architecture="probe:clip",
+        input_size=(224, 224),
+        fit="crop",
+        metrics={
+            "loso": {"mean_auroc": 0.8166, "sources": 14, "worst_auroc": 0.6718, "worst_source": "faces"},
+            "test": {"sd-unsplash": {"accuracy": 0.865, "images": 200}, "odd": {"accuracy": "high"}},
+            "robustness": {"blur_sigma1": {"accuracy": True}},
+        },
+        training={"data": ["../data/wild/wild.zip", "../data/sd-unsplash/"]},
+    )
+    summary = summarize(card)
+    assert summary.trained_on == "wild and sd-unsplash"
+    assert summary.measured == ["86.5% accurate on the sd-unsplash test set (200 images)"]
+    assert summary.weak_on == [
+        "image sources it never saw (AUROC 0.82 on average over 14 held out; 0.67 on faces)"
+    ]
+
+
+def test_routes_reach_the_service_through_a_dependency_that_tests_can_swap():
+    card = ModelCard(name="swapped", architecture="mean-brightness")
+    service = Service.start(Detector(MeanBrightness(), card, batch_size=2), ServeConfig())
+    app = create_app(ServeConfig(model="never-loaded"))
+    app.dependency_overrides[get_service] = lambda: service
+    try:
+        swapped = TestClient(app)  # without `with`: no lifespan, so the configured model never loads
+        assert swapped.get("/v1/model").json()["name"] == "swapped"
+        assert (
+            swapped.post("/v1/predict", files=files(("a.jpg", BRIGHT))).json()["results"][0]["model"]
+            == "swapped"
+        )
+        assert swapped.get("/readyz").json() == {"status": "ready", "model": "swapped"}
+    finally:
+        service.close()
 
 
 def test_not_ready_before_the_model_is_loaded():
@@ -239,6 +309,49 @@ def test_the_page_and_its_assets_are_served_with_no_outside_references(client):
         assert response.status_code == 200 and response.headers["x-content-type-options"] == "nosniff"
         assert "http://" not in response.text and "https://" not in response.text
     assert "https://" not in page.text and "http://" not in page.text
+    assert '<link rel="icon" href="/static/favicon.svg"' in page.text
+
+
+def test_head_of_the_page_and_the_icon_answer_200(client):
+    head = client.head("/")
+    assert head.status_code == 200 and head.content == b"" and head.headers["content-security-policy"]
+    for icon in ("/favicon.ico", "/static/favicon.svg"):
+        response = client.get(icon)
+        assert response.status_code == 200 and response.headers["content-type"].startswith("image/svg+xml")
+        assert response.text.startswith("<svg")
+
+
+def test_serve_refuses_a_busy_port_in_one_line_with_exit_code_2():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, ["serve", "--port", str(port), "--model", "seed"])
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"error: port {port} is already in use on 127.0.0.1; stop the program using it, or choose "
+        "another port with --port"
+    )
+
+
+def test_serve_says_when_the_model_is_loaded_and_listening_and_where():
+    command = [str(Path(sys.executable).parent / "fakelens"), "serve", "--port", "0", "--model", "seed"]
+    process = subprocess.Popen([*command, "--backend", "onnx"], stdout=subprocess.PIPE, text=True)
+    stop = threading.Timer(120, process.kill)  # a server that never says so fails the test, not hangs it
+    stop.start()
+    try:
+        lines = iter(process.stdout.readline, "")
+        ready = next(lines)  # the first line: a model that cannot load is its one line of error
+        url = re.fullmatch(
+            r"Ready: model seed, on (http://127\.0\.0\.1:\d+/) \(API docs at /docs\); Ctrl\+C stops\.\n",
+            ready,
+        )
+        assert url, ready
+        assert httpx.get(f"{url[1]}readyz").json() == {"status": "ready", "model": "seed"}
+    finally:
+        stop.cancel()
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def test_the_shipped_model_gives_the_same_scores_as_the_python_api():
@@ -390,7 +503,7 @@ def test_declared_is_answered_beside_the_score(client):
 def shipped_client():
     from fakelens.inference.detector import load_detector
 
-    with client_for(detector=load_detector("seed")) as real:
+    with client_for(detector=load_detector("seed", backend="keras")) as real:
         yield real
 
 
@@ -426,7 +539,7 @@ def test_models_without_keras_gradients_are_explained_by_occlusion(client):
     assert stub["heatmap_method"] == "occlusion" and stub["heatmap_layer"] is None
     with client_for(detector=load_detector("seed", backend="onnx")) as light:
         image = encode(random_image(9, (48, 64)))
-        keras_score = load_detector("seed").predict([image])[0].ai_probability
+        keras_score = load_detector("seed", backend="keras").predict([image])[0].ai_probability
         record = light.post("/v1/predict", files=files(("a.jpg", image))).json()["results"][0]
         assert record["ai_probability"] == pytest.approx(keras_score, abs=1e-4)
         response = light.post("/v1/explain", files=files(("a.jpg", image)))

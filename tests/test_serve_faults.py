@@ -16,15 +16,14 @@ import httpx
 import psutil
 import pytest
 from conftest import encode, random_image
-from servers import free_port, serving
-from test_serve import BRIGHT, DARK, raw_request
+from servers import BRIGHT, DARK, free_port, raw_request, serving
 
 LIMIT = 1024 * 1024
 TIMEOUT_S = 1.0
 SERVER = """
 import sys, uvicorn
 sys.path.insert(0, {tests!r})
-from test_serve import stub_detector
+from servers import stub_detector
 from fakelens.config import ServeConfig
 from fakelens.serving.app import create_app
 config = ServeConfig(max_upload_bytes={limit}, request_timeout_s={timeout})

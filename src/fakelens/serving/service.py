@@ -26,8 +26,10 @@ import numpy as np
 from fakelens.config import ServeConfig
 from fakelens.data.decode import load_image
 from fakelens.errors import ImageDecodeError
+from fakelens.evidence.attach import with_evidence
 from fakelens.evidence.finding import Evidence
-from fakelens.inference.detector import Detector, Prediction
+from fakelens.inference.detector import Detector
+from fakelens.record import Prediction
 from fakelens.serving.batcher import MicroBatcher
 from fakelens.serving.decoding import LIGHT_FILE_BYTES, Cost, WorkPool, decode_cost
 from fakelens.serving.memory import TRIM_AFTER_BYTES, HeapTrimmer
@@ -94,7 +96,7 @@ class Service:
     @classmethod
     def start(cls, detector: Detector, config: ServeConfig) -> Service:
         batcher = MicroBatcher(
-            detector.predict_batch,
+            detector.predict_proba,
             window_s=config.batch_window_ms / 1000,
             max_batch=config.max_batch,
             parallel=detector.parallel_batches,
@@ -174,7 +176,7 @@ class Service:
         """A blank record carrying the file's evidence; a reader's failure becomes a finding."""
         blank = Prediction(upload.filename, None, None, self.detector.name)
         try:
-            return blank.with_evidence(upload.data)
+            return with_evidence(blank, upload.data)
         except Exception as exc:  # the score stands without the evidence
             logger.warning("reading the metadata of %r failed", upload.filename, exc_info=True)
             reason = f"the metadata could not be read ({type(exc).__name__}); the score stands"
@@ -189,7 +191,9 @@ class Service:
 
         async def read_one(rank: int, upload: Upload) -> Read:
             """On the light lane, or on the heavy one when it is not light (a large file goes
-            there at once)."""
+            there at once); a file refused unread (over the size limit) keeps its reason."""
+            if upload.rejected:
+                return Read(upload.rejected)
             cost = None
             if len(upload.data) <= LIGHT_FILE_BYTES:
                 read = await self.readers.run(
@@ -246,7 +250,7 @@ class Service:
         if choose_method(self.detector) == "gradcam":
             from fakelens.explain import gradcam
 
-            # Gradients run the model outside `predict_batch`: alone, on the model's own thread.
+            # Gradients run the model outside `predict_proba`: alone, on the model's own thread.
             job = self.batcher.run_exclusive(
                 lambda: gradcam.explain_views(self.detector, read.image, read.shown)
             )

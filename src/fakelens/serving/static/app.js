@@ -21,10 +21,18 @@ async function loadModelInfo() {
     return;
   }
   const card = await response.json();
-  const accuracy = card.metrics?.test?.accuracy;
-  info.textContent = `Model ${card.name}` +
-    (accuracy ? `, ${(accuracy * 100).toFixed(1)}% accurate on the CIFAKE test set` : "") +
-    `; "AI" when the probability is at least ${Math.round(card.threshold * 100)}%.`;
+  const { trained_on: trainedOn, measured, weak_on: weakOn } = card.summary;
+  info.textContent = `Model ${card.name}, trained on ${trainedOn}. ` +
+    measured.map((line) => `${line}. `).join("") +
+    `"AI" when the probability is at least ${Math.round(card.threshold * 100)}%.`;
+  const weak = document.getElementById("model-weak");
+  weak.textContent = `Weak on: ${weakOn.join("; ")}.`;
+  weak.hidden = weakOn.length === 0;
+}
+
+// `message` about the file `name`, naming it once (a server's detail may name it already).
+function named(name, message) {
+  return message.startsWith(`${name}: `) ? message : `${name}: ${message}`;
 }
 
 function addResultItem(file) {
@@ -34,6 +42,7 @@ function addResultItem(file) {
   thumb.alt = `Thumbnail of ${file.name}`;
   // The browser cannot show it (not an image, or a format it lacks): an empty tile, no broken icon.
   thumb.addEventListener("error", () => {
+    URL.revokeObjectURL(thumb.src);
     const placeholder = document.createElement("div");
     placeholder.className = "thumb placeholder";
     placeholder.textContent = "No preview";
@@ -41,7 +50,8 @@ function addResultItem(file) {
   });
   item.querySelector(".name").textContent = file.name;
   item.querySelector(".verdict").textContent = "Judging…";
-  document.getElementById("results").prepend(item);
+  document.getElementById("results").append(item);  // in the order the files were picked
+  document.getElementById("clear").hidden = false;
   return item;
 }
 
@@ -49,7 +59,7 @@ function showVerdict(item, record) {
   const verdict = item.querySelector(".verdict");
   const bar = item.querySelector(".bar");
   if (record.error) {
-    showError(item, `${record.path}: ${record.error}`);
+    showError(item, named(record.path, record.error));
     return;
   }
   const percent = Math.round(record.ai_probability * 100);
@@ -94,7 +104,14 @@ function showEvidence(item, evidence) {
   details.hidden = evidence.length === 0;
 }
 
-async function showHeatmap(file, item) {
+// Fetched once, on the first click; later clicks hide and show it again.
+async function toggleHeatmap(file, item) {
+  const figure = item.querySelector(".heatmap");
+  const image = figure.querySelector("img");
+  if (image.hasAttribute("src")) {
+    showHeatmap(item, figure.hidden);
+    return;
+  }
   const button = item.querySelector(".why");
   button.disabled = true;
   button.textContent = "Computing heatmap…";
@@ -104,16 +121,21 @@ async function showHeatmap(file, item) {
     const response = await fetch("/v1/explain", { method: "POST", body: form, headers: authHeaders() });
     const body = await response.json().catch(() => ({}));
     if (!body.heatmap_png) throw new Error(body.detail || body.result?.error || `status ${response.status}`);
-    const figure = item.querySelector(".heatmap");
-    const image = figure.querySelector("img");
     image.src = `data:image/png;base64,${body.heatmap_png}`;
     image.alt = `Heatmap of ${file.name}: the regions that raised the AI score`;
-    figure.hidden = false;
-    button.hidden = true;
-    item.classList.add("explained");
+    button.disabled = false;
+    showHeatmap(item, true);
   } catch (error) {
     button.textContent = `No heatmap: ${error.message}`;
   }
+}
+
+function showHeatmap(item, shown) {
+  item.querySelector(".heatmap").hidden = !shown;
+  item.classList.toggle("explained", shown);
+  const button = item.querySelector(".why");
+  button.textContent = shown ? "Hide heatmap" : "Show heatmap";
+  button.setAttribute("aria-expanded", String(shown));
 }
 
 function showError(item, message) {
@@ -138,27 +160,50 @@ async function judge(file, item) {
       if (!body.results[0].error) {
         const button = item.querySelector(".why");
         button.hidden = false;
-        button.addEventListener("click", () => showHeatmap(file, item), { once: true });
+        button.addEventListener("click", () => toggleHeatmap(file, item));
       }
     } else {
-      showError(item, `${file.name}: ${body.detail || `the server answered ${response.status}`}`);
+      showError(item, named(file.name, body.detail || `the server answered ${response.status}`));
       if (response.status === 401) document.getElementById("key-form").hidden = false;
     }
   } catch (error) {
-    showError(item, `${file.name}: could not reach the server (${error.message})`);
+    showError(item, named(file.name, `could not reach the server (${error.message})`));
   }
+  showStatus();
+}
+
+const plural = (count) => `${count} image${count === 1 ? "" : "s"}`;
+
+// The summary of every result on the page, counted from what each shows.
+function showStatus() {
+  const results = document.getElementById("results");
+  const pending = results.querySelectorAll(".result:not([data-label])").length;
+  const failed = results.querySelectorAll(".result[data-label=error]").length;
+  const judged = results.querySelectorAll(".result[data-label]").length - failed;
+  const status = document.getElementById("status");
+  if (pending) status.textContent = `Judging ${plural(pending)}…`;
+  else if (judged + failed === 0) status.textContent = "";
+  else status.textContent = `Done: ${plural(judged)} judged` + (failed ? `, ${failed} could not be judged.` : ".");
 }
 
 async function judgeAll(files) {
-  const status = document.getElementById("status");
   const queue = Array.from(files, (file) => [file, addResultItem(file)]);
-  const count = `${queue.length} image${queue.length === 1 ? "" : "s"}`;
-  status.textContent = `Judging ${count}…`;
+  showStatus();
   const worker = async () => {
-    while (queue.length) await judge(...queue.shift());
+    while (queue.length) {
+      const [file, item] = queue.shift();
+      if (item.isConnected) await judge(file, item);  // not if cleared meanwhile
+    }
   };
   await Promise.all(Array.from({ length: PARALLEL_UPLOADS }, worker));
-  status.textContent = `Done: ${count} judged.`;
+}
+
+function clearResults() {
+  const results = document.getElementById("results");
+  for (const thumb of results.querySelectorAll("img.thumb")) URL.revokeObjectURL(thumb.src);
+  results.replaceChildren();
+  document.getElementById("clear").hidden = true;
+  showStatus();
 }
 
 function setUp() {
@@ -172,6 +217,7 @@ function setUp() {
     zone.classList.remove("dragging");
     if (event.dataTransfer.files.length) judgeAll(event.dataTransfer.files);
   });
+  document.getElementById("clear").addEventListener("click", clearResults);
   document.getElementById("key-form").addEventListener("submit", (event) => {
     event.preventDefault();
     state.apiKey = document.getElementById("api-key").value.trim();
