@@ -149,6 +149,8 @@ def _result_row(record: Any, where: str) -> dict[str, Any]:
         "error": _text(record, "error", where),
         "model": _text(record, "model", where),
     }
+    if "size" in record:
+        row["size"] = _size(record["size"], where)
     if row["error"] is None:
         if record["label"] not in ("ai", "real"):
             raise _bad_line(where, f"label must be ai or real; received {_preview(record['label'])}")
@@ -169,6 +171,17 @@ def _text(record: dict[str, Any], column: str, where: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise _bad_line(where, f"{column} must be text; received {_preview(value)}")
     return _utf8(value) or None
+
+
+def _size(value: Any, where: str) -> int | None:
+    """A file size: a whole number of bytes (text in CSV), or None when unknown."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    raise _bad_line(where, f"size must be a whole number of bytes; received {_preview(value)}")
 
 
 def _utf8(text: str | None) -> str | None:
