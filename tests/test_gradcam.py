@@ -24,7 +24,7 @@ from fakelens.models.card import ModelCard
 
 @pytest.fixture(scope="module")
 def seed() -> Detector:
-    return load_detector("seed")
+    return load_detector("seed", backend="keras")
 
 
 def smooth_image(height: int = 32, width: int = 32) -> np.ndarray:
@@ -37,7 +37,7 @@ def smooth_image(height: int = 32, width: int = 32) -> np.ndarray:
 
 @pytest.mark.parametrize("name, expected", [("seed", keras.layers.Conv2D), ("patchres", keras.layers.ReLU)])
 def test_target_is_the_last_convolutional_block(name, expected):
-    layer = target_layer(load_detector(name).model)
+    layer = target_layer(load_detector(name, backend="keras").model)
     assert isinstance(layer, expected)
     assert len(layer.output.shape) == 4 and layer.output.shape[1] > 1
 
@@ -134,7 +134,18 @@ def test_explain_command_writes_overlay_map_and_record_and_exits_1_on_bad_files(
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff truncated")
     out = tmp_path / "out"
     result = CliRunner().invoke(
-        app, ["explain", *map(str, images), str(tmp_path / "bad.jpg"), "--out", str(out), "-m", "seed"]
+        app,
+        [
+            "explain",
+            *map(str, images),
+            str(tmp_path / "bad.jpg"),
+            "--out",
+            str(out),
+            "-m",
+            "seed",
+            "--backend",
+            "keras",
+        ],
     )
     assert result.exit_code == 1, result.output
     assert "bad.jpg: corrupt or truncated JPEG" in result.output
@@ -145,10 +156,34 @@ def test_explain_command_writes_overlay_map_and_record_and_exits_1_on_bad_files(
         assert np.load(out / record["heatmap"]).shape == (32, 32)
         assert Image.open(out / record["overlay"]).format == "PNG"
         assert record["evidence"] == []
-    records = [json.loads((out / f"{stem}.json").read_text()) for stem in ("a", "b")]
-    shared = max(r["heatmap_max"] for r in records)
-    assert all(r["colour_scale_max"] == pytest.approx(shared) for r in records)
-    result = CliRunner().invoke(
-        app, ["explain", str(images[0]), "--out", str(out), "-m", "seed", "--own-scale"]
-    )
-    assert result.exit_code == 0 and json.loads((out / "a.json").read_text())["colour_scale_max"] is None
+
+
+def test_each_overlay_spans_its_own_map_beside_a_32x32_image(tmp_path):
+    """A large photo's map is far weaker than a CIFAKE-sized image's; on a shared colour scale it
+    was drawn blank. By default each overlay spans its own map; --shared-scale is the opt-in."""
+    large, small = tmp_path / "large.jpg", tmp_path / "small.png"
+    large.write_bytes(encode(smooth_image(900, 1200), "JPEG"))
+    small.write_bytes(encode(random_image(1), "PNG"))
+    out = tmp_path / "out"
+    for flags in ([], ["--shared-scale"]):
+        result = CliRunner().invoke(
+            app,
+            [
+                "explain",
+                str(large),
+                str(small),
+                "--out",
+                str(out),
+                "-m",
+                "seed",
+                "--backend",
+                "keras",
+                *flags,
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        records = [json.loads((out / f"{stem}.json").read_text()) for stem in ("large", "small")]
+        maxima = [r["heatmap_max"] for r in records]
+        assert all(m > 0 for m in maxima) and max(maxima) > 2 * min(maxima)
+        expected = [max(maxima)] * 2 if flags else maxima
+        assert [r["colour_scale_max"] for r in records] == pytest.approx(expected)

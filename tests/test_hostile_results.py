@@ -329,8 +329,9 @@ def test_earlier_failures_are_the_failed_rows_the_finished_file_keeps(tmp_path):
 
 #: Every tag and attribute the report's template writes: anything else came from the input.
 TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "table", "tr", "th", "td"}
-TAGS |= {"div", "b", "img", "figure", "figcaption", "br"}
+TAGS |= {"div", "b", "img", "figure", "figcaption", "br", "span", "input", "label"}
 ATTRIBUTES = {"lang", "charset", "http-equiv", "content", "name", "class", "src", "alt"}
+ATTRIBUTES |= {"type", "id", "checked", "for"}  # the table of all files, sorted without script
 
 
 class Markup(HTMLParser):

@@ -7,16 +7,20 @@ import re
 import shutil
 import zipfile
 
+import numpy as np
 import pytest
 from browser import browser_page
 from conftest import encode, random_image
-from test_metadata import SD_PARAMETERS, png_with_text
+from metadata_files import SD_PARAMETERS, png_with_text
 from typer.testing import CliRunner
 
 from fakelens.cli import app
+from fakelens.errors import InvalidArgumentError
 from fakelens.evaluation.evaluate import evaluate
 from fakelens.inference.detector import load_detector
-from fakelens.plots import plot_history
+from fakelens.plots import plot_history, score_histogram
+from fakelens.reporting import report
+from fakelens.reporting.mistakes import heatmap_tiles
 from fakelens.reporting.report import ReportOptions, write_report
 
 runner = CliRunner()
@@ -127,7 +131,8 @@ def test_scan_report_works_out_declared_for_results_written_before_it(tmp_path):
     out.write_text("".join(json.dumps(row) + "\n" for row in rows))
     html = write_report(out, tmp_path / "r.html", options=ReportOptions(top=0)).read_text()
     assert "<b>1</b>declare a capture" in html and "<b>1</b>of those labelled ai" in html
-    assert "real: IPTC digital source type digitalCapture (XMP)" in html and "plain.jpg" not in html
+    declared = html[html.index("<h2>Declared in the files</h2>") : html.index("<h2>Errors</h2>")]
+    assert "real: IPTC digital source type digitalCapture (XMP)" in declared and "plain.jpg" not in declared
     # Scanned without --evidence: nothing is known of declarations, so no section claims "0".
     for row in rows:
         del row["evidence"]
@@ -159,10 +164,113 @@ def test_markdown_report_links_its_figures_from_a_folder(scan_results, tmp_path)
     assert "| 5 | 4 |" in text  # files, scored
 
 
+@pytest.fixture(scope="module")
+def labelled_scan(tmp_path_factory):
+    """Results of a labelled data set's scan: a real file labelled ai (a false alarm), an AI file
+    and a real one in FAKE and REAL folders, and a file that failed."""
+    folder = tmp_path_factory.mktemp("labelled")
+    rows = []
+    for i, (name, label, score) in enumerate(
+        (
+            ("test/REAL/alarm.png", "ai", 0.97),
+            ("test/FAKE/gen.png", "ai", 0.9),
+            ("test/REAL/cat.png", "real", 0.2),
+        )
+    ):
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(encode(random_image(i), "PNG"))
+        rows.append(
+            {"path": str(path), "label": label, "ai_probability": score, "model": "seed", "error": None}
+        )
+    rows.append(
+        {
+            "path": str(folder / "broken.jpg"),
+            "label": None,
+            "ai_probability": None,
+            "model": "seed",
+            "error": "bad",
+        }
+    )
+    out = folder / "results.jsonl"
+    out.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return out
+
+
+def file_tables(html: str) -> dict[str, list[str]]:
+    """The names in each sorted copy of the table of all files, by its sort key."""
+    return {
+        key: [name.rsplit("/", 1)[-1] for name in re.findall(r'<td class="path">([^<]*)</td>', table)]
+        for key, table in re.findall(r'<table class="by-(\w+)">(.*?)</table>', html, re.DOTALL)
+    }
+
+
+def test_most_ai_like_files_mark_the_false_alarms_of_a_labelled_data_set(labelled_scan, tmp_path):
+    html = write_report(labelled_scan, tmp_path / "r.html", options=ReportOptions(top=3)).read_text()
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", html)
+    assert len(captions) == 3
+    alarms = [c for c in captions if "False alarm: in a REAL folder" in c]
+    assert len(alarms) == 1 and "REAL/alarm.png" in alarms[0]
+    assert (
+        html.count('<tr class="false-alarm"><td class="path">' + str(labelled_scan.parent)) == 3
+    )  # per order
+    markdown = write_report(labelled_scan, tmp_path / "r.md", markdown=True, options=ReportOptions(top=1))
+    assert "FALSE ALARM: in a REAL folder · P(AI) 0.970" in markdown.read_text()
+
+
+def test_the_table_of_all_files_sorts_by_name_score_and_label_without_script(labelled_scan, tmp_path):
+    html = write_report(labelled_scan, tmp_path / "r.html", options=ReportOptions(top=0)).read_text()
+    assert file_tables(html) == {
+        "name": ["broken.jpg", "gen.png", "alarm.png", "cat.png"],  # by the whole path: FAKE/ < REAL/
+        "score": ["alarm.png", "gen.png", "cat.png", "broken.jpg"],
+        "label": ["alarm.png", "gen.png", "cat.png", "broken.jpg"],
+    }
+    assert '<input type="radio" name="sort" id="sort-name" checked>' in html and "<script" not in html
+    assert re.search(r"cat\.png</td><td>real</td><td class=\"num\">0\.2000</td><td>real</td>", html)
+    markdown = write_report(labelled_scan, tmp_path / "r.md", markdown=True, options=ReportOptions(top=0))
+    text = markdown.read_text()
+    section = text[text.index("## All files") : text.index("## Errors")]
+    names = re.findall(r"^\| \S*/(\w+\.\w+) \|", section, re.MULTILINE)
+    assert names == ["alarm.png", "gen.png", "cat.png", "broken.jpg"]  # by score
+
+
+def test_the_table_of_all_files_says_where_the_rest_are_above_its_limit(labelled_scan, tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "FILES_SHOWN", 2)
+    html = write_report(labelled_scan, tmp_path / "r.html", options=ReportOptions(top=0)).read_text()
+    note = "The table shows the first 2 of 4 files (in the\norder of the results); every file is in "
+    assert note + str(labelled_scan) in html
+    assert all(len(names) == 2 for names in file_tables(html).values())
+
+
+def test_each_heatmap_tile_spans_its_own_map_whatever_is_beside_it():
+    """A large photo's faint map beside a 32x32 image's strong one was drawn blank on a shared
+    colour scale: a tile must look the same alone and in company."""
+    detector = load_detector("seed")
+    items = [
+        (encode(random_image(7, (600, 900)), "PNG"), "large.png", "large", "real"),
+        (encode(random_image(1), "PNG"), "small.png", "small", "ai"),
+    ]
+    together = heatmap_tiles(detector, items, [])
+    alone = [heatmap_tiles(detector, [item], [])[0] for item in items]
+    assert [t.png for t in together] == [t.png for t in alone]
+
+
+def test_score_histogram_counts_linearly_unless_counts_span_orders_of_magnitude():
+    few = score_histogram(np.array([0.1, 0.2, 0.9, 0.95, 0.97])).axes[0]
+    assert few.get_yscale() == "linear" and few.get_ylabel() == "files"
+    many = score_histogram(np.r_[np.full(5000, 0.01), np.full(12, 0.9)]).axes[0]
+    assert many.get_yscale() == "log" and many.get_ylabel() == "files (log scale)"
+    assert many.get_ylim()[0] < 1  # a bin of one file still shows
+
+
 def test_report_refuses_what_it_cannot_read(tmp_path):
-    result = runner.invoke(app, ["report", str(tmp_path / "nothing.txt")])
-    assert result.exit_code == 2
-    assert "expected a training run directory or a scan's .csv/.jsonl results" in result.output
+    result = runner.invoke(app, ["report", str(tmp_path / "nope.csv")])
+    assert result.exit_code == 2 and "nope.csv" in result.output and "does not exist" in result.output
+    (tmp_path / "notes.txt").write_text("not results")
+    with pytest.raises(InvalidArgumentError, match=r"expected a training run directory or a scan's \.csv"):
+        write_report(tmp_path / "notes.txt", tmp_path / "r.html")
+    with pytest.raises(InvalidArgumentError, match="nope.csv: no such file or folder"):
+        write_report(tmp_path / "nope.csv", tmp_path / "r.html")
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
     result = runner.invoke(app, ["report", str(tmp_path / "other.csv")])
     assert result.exit_code == 2 and "missing columns" in result.output
@@ -191,5 +299,10 @@ def test_reports_render_in_chromium(run_dir, tiny_layout, scan_results, tmp_path
             assert page.locator("h1").inner_text() == heading
             assert page.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
             assert page.evaluate("document.images.length") >= images
+            # Tiles: two panels of at least 160 px each, never upscaled; the histogram is page-wide.
+            tiles = page.evaluate(
+                "Array.from(document.querySelectorAll('figure img'), i => [i.width, i.naturalWidth])"
+            )
+            assert tiles and all(420 <= shown <= natural for shown, natural in tiles), tiles
             page.screenshot(path=str(out.with_suffix(".png")), full_page=True)
     assert all(path.with_suffix(".png").stat().st_size > 50_000 for path in (run, scan))

@@ -139,12 +139,26 @@ def figure_png(figure: Figure, dpi: int | None = None) -> bytes:
     return buffer.getvalue()
 
 
+#: Bin counts that span this factor or more (largest over smallest non-empty bin) get a log axis.
+LOG_COUNT_SPAN = 100
+
+
 def score_histogram(ai_probability: np.ndarray, bins: int = 20) -> Figure:
-    """How a scan's scores spread over 0..1, on a log count axis so small groups stay visible."""
-    figure, axis = plt.subplots(figsize=(6, 3.5))
-    axis.hist(ai_probability, bins=np.linspace(0, 1, bins + 1), color="#c0392b", edgecolor="white")
-    axis.set(xlabel="ai_probability", ylabel="files", title=f"Scores of {len(ai_probability):,} files")
-    if len(ai_probability):
-        axis.set_yscale("log")
+    """How a scan's scores spread over 0..1, as wide as a report page (about 1,120 px).
+
+    The count axis is linear, where bar heights read as counts (on a log axis 1 and 3 look alike);
+    it is logarithmic only when the bins' counts span two orders of magnitude (`LOG_COUNT_SPAN`),
+    so that a dozen files beside thousands are still seen, and then says so."""
+    counts, edges = np.histogram(ai_probability, bins=np.linspace(0, 1, bins + 1))
+    figure, axis = plt.subplots(figsize=(11.2, 3.4), layout="constrained")
+    axis.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="#c0392b", edgecolor="white")
+    axis.set(
+        xlabel="ai_probability", xlim=(0, 1), title=f"Scores of {len(ai_probability):,} files", ylabel="files"
+    )
+    used = counts[counts > 0]
+    if len(used) and used.max() >= LOG_COUNT_SPAN * used.min():
+        axis.set(yscale="log", ylim=(0.5, None), ylabel="files (log scale)")  # a bin of 1 shows
+    else:
+        axis.yaxis.get_major_locator().set_params(integer=True)
     axis.grid(alpha=0.3)
     return figure

@@ -13,7 +13,7 @@ from fakelens.data.layout import printable_name
 from fakelens.errors import ImageDecodeError
 from fakelens.evidence.declared import declaration
 from fakelens.evidence.metadata import evidence_dicts
-from fakelens.explain.heatmaps import describe, explain, overlay_png, shown_image
+from fakelens.explain.heatmaps import colour_top, describe, explain, overlay_png, shown_image
 from fakelens.fsutil import atomic_path, write_json_atomic
 from fakelens.inference.detector import Detector
 
@@ -31,17 +31,18 @@ def explain_to_dir(
     images: Sequence[Path],
     out_dir: Path,
     *,
-    shared_scale: bool = True,
+    shared_scale: bool = False,
     method: str = "auto",
 ) -> Iterator[Explained | tuple[str, str]]:
     """For each image, write `<stem>.overlay.png`, `<stem>.heatmap.npy` and `<stem>.json` into
     `out_dir`; yield what was written, or (path, reason) for an image that could not be read.
     Names that are not UTF-8 are written as result files write them (`printable_name`).
 
-    `method`: "gradcam", "occlusion" or "auto" (`explain.heatmaps.choose_method`). With
-    `shared_scale`, all overlays share one colour scale (the largest map value), so a faint map
-    looks faint beside a strong one: every map is made (once: occlusion costs tens of model
-    passes) and saved first, then the overlays are drawn from the saved maps.
+    `method`: "gradcam", "occlusion" or "auto" (`explain.heatmaps.choose_method`). Each overlay
+    spans its own map's range (`heatmaps.colour_top`); with `shared_scale`, all share one colour
+    scale (the largest map value), so a faint map looks faint beside a strong one: every map is
+    made (once: occlusion costs tens of model passes) and saved first, then the overlays are
+    drawn from the saved maps.
     """
     stems: set[str] = set()
     mapped: list[tuple[Path, str, str, dict[str, Any]]] = []
@@ -73,13 +74,16 @@ def explain_to_dir(
         overlay, raw_map, record_path = (
             out_dir / f"{stem}{end}" for end in (".overlay.png", ".heatmap.npy", ".json")
         )
-        png = overlay_png(
-            shown_image(image), np.load(raw_map), title=title, scale=scale, method=record["heatmap_method"]
-        )
+        heat = np.load(raw_map)
+        png = overlay_png(shown_image(image), heat, title=title, scale=scale, method=record["heatmap_method"])
         with atomic_path(overlay) as tmp:
             tmp.write_bytes(png)
         evidence = evidence_dicts(image)
-        record |= {"colour_scale_max": scale, "declared": declaration(evidence), "evidence": evidence}
+        record |= {
+            "colour_scale_max": colour_top(heat, scale),
+            "declared": declaration(evidence),
+            "evidence": evidence,
+        }
         write_json_atomic(record_path, record)
         yield Explained(record, [overlay, raw_map, record_path])
 

@@ -2,7 +2,7 @@
 drawing.
 
 Grad-CAM (`explain.gradcam`) needs a Keras CNN; occlusion (`explain.occlusion`) needs only
-`Detector.predict_batch`, so ONNX and probe models are explained too. Nothing here imports
+`Detector.predict_proba`, so ONNX and probe models are explained too. Nothing here imports
 TensorFlow: a light install (`fakelens[onnx]`) explains with occlusion.
 """
 
@@ -30,6 +30,9 @@ MAX_MAP_SIDE = 512
 COLOUR_MAP = "inferno"
 #: "auto": Grad-CAM for Keras CNNs that see the whole image, occlusion for every other model.
 METHODS = ("auto", "gradcam", "occlusion")
+#: An overlay's width in inches (840 px at 100 dpi); a narrower figure draws its text larger
+#: beside the images, as report tiles do.
+OVERLAY_WIDTH = 8.4
 #: What a map's values are, per method (the colour bar's label).
 UNITS = {"gradcam": "Grad-CAM (AI logit)", "occlusion": "occlusion: drop in AI logit"}
 
@@ -120,26 +123,38 @@ def resize_map(cells: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.maximum(np.asarray(resized, dtype=np.float32), 0.0)
 
 
+def colour_top(heat: np.ndarray, scale: float | None = None) -> float:
+    """The value drawn in the colour map's brightest colour: `scale` if given, else this map's own
+    maximum (1 for an empty map). Own by default: maps of one batch differ by orders of magnitude
+    (a 32x32 image the model knows well beside a large photo it finds real), and on a shared scale
+    the weaker ones would be drawn blank; a shared `scale` is for comparing maps of like images."""
+    if scale:
+        return float(scale)
+    peak = float(heat.max()) if heat.size else 0.0
+    return peak if peak > 0 else 1.0
+
+
 def overlay_figure(
     image: np.ndarray,
     heat: np.ndarray,
     title: str | None = None,
     scale: float | None = None,
     method: str = "gradcam",
+    width: float = OVERLAY_WIDTH,
 ) -> Figure:
     """The image beside the image with the map over it, upscaled to a viewable size, with a colour
-    bar from 0 to `scale` (None: this map's maximum; give maps one scale to compare them)."""
+    bar from 0 to `colour_top(heat, scale)`; `width` in inches."""
     if heat.ndim != 2 or not np.isfinite(heat).all():
         raise InvalidArgumentError(f"expected a finite 2-D heatmap; received shape {heat.shape}")
-    height, width = image.shape[:2]
-    extent = (0, width, height, 0)
-    top = scale if scale else float(heat.max()) if heat.max() > 0 else 1.0
+    height = image.shape[0]
+    extent = (0, image.shape[1], height, 0)
+    top = colour_top(heat, scale)
     shares = np.clip(heat / top, 0.0, 1.0)
     colours = matplotlib.colormaps[COLOUR_MAP](shares)
     colours[..., 3] = 0.15 + 0.6 * shares
-    figure = Figure(figsize=(8.4, 4.2 * height / width + 0.6), dpi=100, layout="constrained")
+    figure = Figure(figsize=(width, width / 2 * height / image.shape[1] + 0.6), dpi=100, layout="constrained")
     left, right = figure.subplots(1, 2)
-    smoothing = "nearest" if max(height, width) <= 128 else "antialiased"
+    smoothing = "nearest" if max(image.shape[:2]) <= 128 else "antialiased"
     for axis, caption in ((left, "image"), (right, "regions raising the AI score")):
         axis.imshow(image, extent=extent, interpolation=smoothing)
         axis.set_title(caption, fontsize=10)
@@ -160,17 +175,23 @@ def overlay_png(
     scale: float | None = None,
     dpi: int | None = None,
     method: str = "gradcam",
+    width: float = OVERLAY_WIDTH,
 ) -> bytes:
-    """PNG bytes of `overlay_figure` (840 px wide at the default 100 dpi); `image` may be a path,
-    file bytes or an RGB array; `method` names the map's unit on the colour bar."""
+    """PNG bytes of `overlay_figure` (`width` x `dpi` px wide: 840 by default); `image` may be a
+    path, file bytes or an RGB array; `method` names the map's unit on the colour bar."""
     array = image if isinstance(image, np.ndarray) else decode_image(image)
     if array.ndim != 3 or array.shape[2] != 3:
         raise ImageDecodeError("<array>", f"expected an (H, W, 3) RGB array; received shape {array.shape}")
-    return figure_png(overlay_figure(array, heat, title, scale, method), dpi)
+    return figure_png(overlay_figure(array, heat, title, scale, method, width), dpi)
 
 
 def explanation_png(
-    explanation: Explanation, *, title: str | None = None, scale: float | None = None, dpi: int | None = None
+    explanation: Explanation,
+    *,
+    title: str | None = None,
+    scale: float | None = None,
+    dpi: int | None = None,
+    width: float = OVERLAY_WIDTH,
 ) -> bytes:
     """`overlay_png` of an explanation, titled with its verdict unless `title` is given."""
     return overlay_png(
@@ -180,6 +201,7 @@ def explanation_png(
         scale=scale,
         dpi=dpi,
         method=explanation.method,
+        width=width,
     )
 
 

@@ -10,14 +10,18 @@ import numpy as np
 
 from fakelens.data.layout import DisplayNameReader, kaggle_entries, open_source
 from fakelens.errors import FakelensError, ImageDecodeError
-from fakelens.inference.detector import Detector, Prediction, load_detector
+from fakelens.inference.detector import Detector, load_detector
 from fakelens.progress import progress_bar
+from fakelens.record import Prediction
 
 if TYPE_CHECKING:
     from fakelens.reporting.report import ReportOptions
 
-#: Tiles are drawn small: 840 px at 100 dpi becomes 420 px.
-TILE_DPI = 50
+#: A tile's overlay: 5.6 in at 110 dpi, about 600 px wide, each of its two panels about 240 px
+#: and its text 15 px, so a page column of 420 px or more shows each panel at 170 px or more,
+#: and never upscales it.
+TILE_WIDTH = 5.6
+TILE_DPI = 110
 
 
 @dataclass(frozen=True)
@@ -25,25 +29,35 @@ class Tile:
     caption: str
     path: str
     png: bytes
+    #: The verdict shown with the tile ("ai" or "real"): the scan's, or the model's on a mistake.
+    label: str
 
 
-def heatmap_tiles(detector: Detector, items: list[tuple[bytes, str, str]], notes: list[str]) -> list[Tile]:
-    """Small overlays of (data, name, caption) items on one colour scale, so that they compare;
-    an unreadable item gets a line in `notes` instead. Grad-CAM for Keras CNNs, occlusion for
-    other models (`explain.heatmaps.choose_method`); the colour bar names the method."""
+def heatmap_tiles(
+    detector: Detector, items: list[tuple[bytes, str, str, str]], notes: list[str]
+) -> list[Tile]:
+    """Overlays of (data, name, caption, label) items, each on its own colour scale (a faint map
+    beside a strong one would be drawn blank on a shared one); an unreadable item gets a line in
+    `notes` instead. Grad-CAM for Keras CNNs, occlusion for other models
+    (`explain.heatmaps.choose_method`); the colour bar names the method and the map's range."""
     from fakelens.explain.heatmaps import explain, explanation_png
 
-    explained = []
-    for data, name, caption in items:
+    tiles = []
+    for data, name, caption, label in items:
         try:
-            explained.append((explain(detector, data, name=name), name, caption))
+            explanation = explain(detector, data, name=name)
         except ImageDecodeError as exc:
             notes.append(f"{exc.source}: no heatmap, {exc.reason}")
-    scale = max((float(e.heatmap.max()) for e, _, _ in explained), default=0.0) or None
-    return [
-        Tile(caption, name, explanation_png(e, title=caption, scale=scale, dpi=TILE_DPI))
-        for e, name, caption in explained
-    ]
+            continue
+        tiles.append(
+            Tile(
+                caption,
+                name,
+                explanation_png(explanation, title=caption, dpi=TILE_DPI, width=TILE_WIDTH),
+                label,
+            )
+        )
+    return tiles
 
 
 def confident_mistakes(model: str, data: Path, options: ReportOptions) -> tuple[list[Tile], list[str]]:
@@ -81,6 +95,7 @@ def confident_mistakes(model: str, data: Path, options: ReportOptions) -> tuple[
                     source.read(entry.name),
                     record.path,
                     f"truth {entry.label} · P(AI) {record.ai_probability:.3f}",
+                    record.label,
                 )
                 for record, entry in wrong[: options.top]
             ]
@@ -90,7 +105,7 @@ def confident_mistakes(model: str, data: Path, options: ReportOptions) -> tuple[
     summary = (
         f"{detector.name} on {len(records):,} test images drawn at random (seed {options.seed}) from {data}: "
         f"{len(wrong):,} wrong ({len(wrong) / max(len(records), 1):.1%}); the {len(tiles)} it was surest of, "
-        "with the regions that raised its AI score (one colour scale for all)."
+        "with the regions that raised its AI score (each map on its own colour scale)."
     )
     return tiles, [summary, *notes]
 
@@ -101,7 +116,7 @@ def most_ai_like(rows: list[dict[str, Any]], options: ReportOptions) -> tuple[li
 
     detector = _scan_detector(rows, options.model)
     notes = [
-        f"Heatmaps by {detector.name} ({choose_method(detector)}), one colour scale for all; "
+        f"Heatmaps by {detector.name} ({choose_method(detector)}), each on its own colour scale; "
         "scores as the scan recorded them."
     ]
     items = []
@@ -114,7 +129,7 @@ def most_ai_like(rows: list[dict[str, Any]], options: ReportOptions) -> tuple[li
                 declared = str(row.get("declared") or "").split(":", 1)[0]
                 if declared in ("ai", "real"):
                     caption += f" · declared {declared}"
-                items.append((reader.read(row["path"]), row["path"], caption))
+                items.append((reader.read(row["path"]), row["path"], caption, row["label"]))
             except ImageDecodeError as exc:
                 notes.append(f"{exc.source}: no heatmap, {exc.reason}")
     tiles = heatmap_tiles(detector, items, notes)

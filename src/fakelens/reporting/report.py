@@ -1,7 +1,8 @@
 """`fakelens report`: one page a person can read, for a training run or a scan's results.
 
 HTML reports are a single self-contained file (figures inline as data URIs, no scripts, no
-network); Markdown reports (for READMEs) link their figures from a `<name>_files/` folder.
+network; the table of all files sorts by radio buttons and CSS); Markdown reports (for READMEs)
+link their figures from a `<name>_files/` folder.
 
 Everything a report shows from its inputs (file names, errors, model names, metadata findings)
 may come from anyone who can name a file, so it is escaped: HTML by Jinja's autoescaping, with
@@ -12,15 +13,11 @@ a Content-Security-Policy that allows only the page's own style and inline image
 from __future__ import annotations
 
 import base64
-import contextlib
-import csv
 import hashlib
-import io
 import json
-import math
 import os
-import reprlib
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,30 +27,30 @@ import jinja2
 import markupsafe
 import numpy as np
 
-from fakelens.data.layout import printable_name
+from fakelens.data.layout import FOLDER_LABELS, printable_name
 from fakelens.errors import InvalidArgumentError
-from fakelens.evidence.declared import declaration
 from fakelens.fsutil import atomic_path, write_text_atomic
 from fakelens.plots import figure_png, score_histogram
 from fakelens.reporting.mistakes import Tile, confident_mistakes, most_ai_like
-from fakelens.scanning.results import any_cell_size
+from fakelens.scanning.reader import RESULT_SUFFIXES, read_results
 
-RESULT_SUFFIXES = (".csv", ".jsonl")
 #: What every row of a scan's results has.
-REQUIRED_COLUMNS = ("path", "label", "ai_probability", "error")
 #: Rows of the scan's error table shown; the count of the rest is given.
 ERRORS_SHOWN = 50
+#: Rows of the table of all files (3 sorted copies in HTML: about 0.5 MB per 1,000 rows of
+#: 100-character paths); above it, the table holds the first rows of the results and says so.
+FILES_SHOWN = 3000
+#: The orders the table of all files is shown in: name A-Z; score high to low; label, then score.
+_LABEL_ORDER = {"ai": 0, "real": 1, "error": 2}
+_FILE_ORDERS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "name": lambda e: (e["path"].casefold(), e["path"]),
+    "score": lambda e: (e["score"] is None, -(e["score"] or 0.0), e["path"]),
+    "label": lambda e: (_LABEL_ORDER[e["label"]], -(e["score"] or 0.0), e["path"]),
+}
 #: Findings shown per file in the evidence table; the count of the rest is given.
 FINDINGS_SHOWN = 20
-#: The fields of a metadata finding (`evidence.finding.Evidence`), all text.
-FINDING_FIELDS = ("kind", "key", "value", "points_to", "strength")
 #: Characters that would start Markdown markup (code, emphasis, links, table cells) in text.
 _MARKDOWN_SPECIAL = str.maketrans({c: f"\\{c}" for c in "\\`*_[]|"} | {"\n": " ", "\r": " "})
-#: Echoes values in errors: short, however long or deep what was received.
-_PREVIEW = reprlib.Repr()
-_PREVIEW.maxstring = _PREVIEW.maxother = 80
-_PREVIEW.maxlevel = 2
-_preview = _PREVIEW.repr
 
 
 def markdown_text(value: Any) -> str:
@@ -118,7 +115,7 @@ class Figures:
 def write_report(
     source: Path, out: Path, *, markdown: bool = False, options: ReportOptions | None = None
 ) -> Path:
-    """Write the report on `source` (a run directory, or a scan's .csv/.jsonl) to `out`."""
+    """Write the report on `source` (a run directory, or a scan's .csv/.jsonl/.parquet results) to `out`."""
     options = options or ReportOptions()
     if options.top < 0 or options.sample < 1:
         raise InvalidArgumentError(
@@ -130,9 +127,10 @@ def write_report(
     elif source.is_file() and source.suffix.lower() in RESULT_SUFFIXES:
         context = scan_context(source, figures, options)
     else:
-        raise InvalidArgumentError(
-            f"expected a training run directory or a scan's .csv/.jsonl results; received {source}"
-        )
+        kinds = f"a training run directory or a scan's {', '.join(RESULT_SUFFIXES)} results"
+        if not source.exists():
+            raise InvalidArgumentError(f"{source}: no such file or folder; expected {kinds}")
+        raise InvalidArgumentError(f"expected {kinds}; received {source}")
     template = _MARKDOWN.get_template("report.md.j2") if markdown else _HTML.get_template("report.html.j2")
     write_text_atomic(out, template.render(**context))
     return out
@@ -175,7 +173,8 @@ def run_context(run: Path, figures: Figures, options: ReportOptions) -> dict[str
 
 
 def scan_context(results: Path, figures: Figures, options: ReportOptions) -> dict[str, Any]:
-    """A scan: counts, the score histogram, the most AI-like files with heatmaps, the errors."""
+    """A scan: counts, the score histogram, the most AI-like files with heatmaps, every file's
+    score, the errors."""
     rows = read_results(results)
     scored = [r for r in rows if r["error"] is None]
     errors = [r for r in rows if r["error"] is not None]
@@ -188,6 +187,8 @@ def scan_context(results: Path, figures: Figures, options: ReportOptions) -> dic
         _pointing(r) for r in rows if any(e["points_to"] != "unknown" for e in r.get("evidence", []))
     ]
     declared = [r for r in rows if r.get("declared")]
+    files = _files_table(rows)
+    tiles = [_tile(t, figures) for t in tiles]
     return {
         "kind": "scan",
         "title": f"Scan results {printable_name(results.name)}",
@@ -201,8 +202,10 @@ def scan_context(results: Path, figures: Figures, options: ReportOptions) -> dic
         },
         "models": sorted({r["model"] or "?" for r in rows}),
         "histogram": histogram,
-        "tiles": [_tile(t, figures) for t in tiles],
+        "tiles": tiles,
         "notes": notes,
+        "files": files,
+        "labelled": files["labelled"] or any(t["truth"] for t in tiles),
         "errors": errors[:ERRORS_SHOWN],
         "errors_more": max(0, len(errors) - ERRORS_SHOWN),
         "evidence_rows": with_evidence[:ERRORS_SHOWN],
@@ -214,147 +217,37 @@ def scan_context(results: Path, figures: Figures, options: ReportOptions) -> dic
     }
 
 
-def read_results(path: Path) -> list[dict[str, Any]]:
-    """Rows of a scan's CSV or JSONL file, each checked and given the types the report relies on
-    (`_result_row`); CSV's evidence column is parsed back from JSON.
-
-    A line that is no result record refuses the whole file, naming the line: a report that left
-    rows out would count wrong. A row with evidence has `declared` (None or the file's
-    declaration), worked out from its evidence when the scan was made before that column existed.
-    """
-    try:
-        with open(path, "rb") as handle, any_cell_size():
-            lines = _text_lines(handle, path)
-            records = (
-                _csv_records(lines, path) if path.suffix.lower() == ".csv" else _jsonl_records(lines, path)
-            )
-            return [_result_row(record, f"{path}: line {number}") for number, record in records]
-    except OSError as exc:
-        raise InvalidArgumentError(f"{path}: not readable scan results ({exc})") from None
+def folder_label(path: str) -> str | None:
+    """The label a labelled data set's folder gives a file ("real" in a folder REAL, "ai" in FAKE:
+    `data.layout.FOLDER_LABELS`), else None. A scan of such a set carries its truth in its paths."""
+    parts = re.split(r"[\\/]", path)
+    return FOLDER_LABELS.get(parts[-2]) if len(parts) > 1 else None
 
 
-def _text_lines(handle: io.BufferedReader, path: Path) -> Iterator[str]:
-    for number, line in enumerate(handle, 1):
-        try:
-            yield line.decode("utf-8")
-        except UnicodeDecodeError:
-            raise _bad_line(f"{path}: line {number}", "not UTF-8 text") from None
+def _truth(path: str, label: str | None) -> dict[str, Any]:
+    """What the folder says of a file, and whether the verdict `label` is then a false alarm."""
+    truth = folder_label(path)
+    return {"truth": truth, "false_alarm": truth == "real" and label == "ai"}
 
 
-def _csv_records(lines: Iterator[str], path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, row) per CSV record; empty cells are None, evidence is parsed from JSON."""
-    reader = csv.reader(lines)
-    try:
-        header = next(reader, None)
-        if header is None:
-            return
-        missing = [c for c in REQUIRED_COLUMNS if c not in header]
-        if missing:
-            raise InvalidArgumentError(f"{path}: line 1: not scan results; missing columns {missing}")
-        start = reader.line_num + 1
-        for record in reader:
-            number, start = start, reader.line_num + 1
-            where = f"{path}: line {number}"
-            if not record:  # a blank line
-                continue
-            if len(record) != len(header):
-                raise _bad_line(where, f"{len(record)} fields where the header has {len(header)}")
-            row: dict[str, Any] = {column: cell or None for column, cell in zip(header, record)}
-            if row.get("evidence") is not None:
-                row["evidence"] = _json(row["evidence"], f"{where}, evidence")
-            yield number, row
-    except csv.Error as exc:
-        raise _bad_line(f"{path}: line {reader.line_num}", f"not CSV ({exc})") from None
-
-
-def _jsonl_records(lines: Iterator[str], path: Path) -> Iterator[tuple[int, Any]]:
-    for number, line in enumerate(lines, 1):
-        if line.strip():
-            yield number, _json(line, f"{path}: line {number}")
-
-
-def _json(text: str, where: str) -> Any:
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise _bad_line(where, "JSON nested too deep") from None
-    except ValueError as exc:
-        raise _bad_line(where, f"not JSON ({exc})") from None
-
-
-def _bad_line(where: str, what: str) -> InvalidArgumentError:
-    return InvalidArgumentError(f"{where}: {what}; fix or remove that line, or rescan")
-
-
-def _result_row(record: Any, where: str) -> dict[str, Any]:
-    """`record` with the types the report relies on, or an error naming its line. A failed row's
-    label and ai_probability are None, whatever the file held."""
-    if not isinstance(record, dict):
-        raise _bad_line(where, f"not a result record (a JSON object); received {_preview(record)}")
-    missing = [c for c in REQUIRED_COLUMNS if c not in record]
-    if missing:
-        raise _bad_line(where, f"not a result record: no {', '.join(missing)}")
-    path = _text(record, "path", where)
-    if path is None:
-        raise _bad_line(where, f"path must be text; received {_preview(record['path'])}")
-    where = f"{where} ({_preview(path)})"
-    row = {
-        **record,
-        "path": path,
-        "error": _text(record, "error", where),
-        "model": _text(record, "model", where),
+def _files_table(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The table of all files: the first `FILES_SHOWN` rows of the results, in each order it can
+    be sorted in (the HTML page shows one at a time, chosen without script)."""
+    entries = [
+        {
+            "path": r["path"],
+            "label": r["label"] or "error",
+            "score": r["ai_probability"],
+            **_truth(r["path"], r["label"]),
+        }
+        for r in rows[:FILES_SHOWN]
+    ]
+    return {
+        "orders": {key: sorted(entries, key=order) for key, order in _FILE_ORDERS.items()},
+        "shown": len(entries),
+        "total": len(rows),
+        "labelled": any(e["truth"] for e in entries),
     }
-    if row["error"] is None:
-        if record["label"] not in ("ai", "real"):
-            raise _bad_line(where, f"label must be ai or real; received {_preview(record['label'])}")
-        row["ai_probability"] = _probability(record["ai_probability"], where)
-    else:
-        row["label"] = row["ai_probability"] = None
-    if "declared" in record:
-        row["declared"] = _text(record, "declared", where)
-    if "evidence" in record:
-        row["evidence"] = _findings(record["evidence"], where)
-        row.setdefault("declared", declaration(row["evidence"]))
-    return row
-
-
-def _text(record: dict[str, Any], column: str, where: str) -> str | None:
-    """A text cell: None when absent or empty."""
-    value = record.get(column)
-    if value is not None and not isinstance(value, str):
-        raise _bad_line(where, f"{column} must be text; received {_preview(value)}")
-    return _utf8(value) or None
-
-
-def _utf8(text: str | None) -> str | None:
-    """`text` as UTF-8 can hold it: a lone surrogate, which JSON can spell, as `\\uXXXX`."""
-    return text and text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _probability(value: Any, where: str) -> float:
-    number = math.nan
-    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-        with contextlib.suppress(ValueError, OverflowError):
-            number = float(value)
-    if not 0.0 <= number <= 1.0:  # NaN too: what was no number
-        raise _bad_line(where, f"ai_probability must be a number from 0 to 1; received {_preview(value)}")
-    return number
-
-
-def _findings(value: Any, where: str) -> list[dict[str, str]]:
-    """Metadata findings: a list of objects whose fields (`FINDING_FIELDS`) are text."""
-    findings = [] if value is None else value
-    if not isinstance(findings, list) or not all(isinstance(item, dict) for item in findings):
-        raise _bad_line(
-            where, f"evidence must be a list of findings (JSON objects); received {_preview(value)}"
-        )
-    checked = []
-    for item in findings:
-        wrong = [field for field in FINDING_FIELDS if not isinstance(item.get(field, ""), str)]
-        if wrong:
-            raise _bad_line(where, f"a finding's {', '.join(wrong)} must be text; received {_preview(item)}")
-        checked.append({field: _utf8(item.get(field, "")) for field in FINDING_FIELDS})
-    return checked
 
 
 def _pointing(row: dict[str, Any]) -> dict[str, Any]:
@@ -435,8 +328,13 @@ def _run_facts(meta: dict[str, Any]) -> dict[str, str]:
     return facts
 
 
-def _tile(tile: Tile, figures: Figures) -> dict[str, str]:
-    return {"caption": tile.caption, "path": tile.path, "image": figures(tile.png, "heatmap")}
+def _tile(tile: Tile, figures: Figures) -> dict[str, Any]:
+    return {
+        "caption": tile.caption,
+        "path": tile.path,
+        "image": figures(tile.png, "heatmap"),
+        **_truth(tile.path, tile.label),
+    }
 
 
 def _number(value: float | None) -> str:
