@@ -11,11 +11,11 @@ import numpy as np
 
 from fakelens.data.layout import printable_name
 from fakelens.errors import ImageDecodeError
-from fakelens.evidence.declared import declaration
-from fakelens.evidence.metadata import evidence_dicts
+from fakelens.evidence.attach import with_evidence
 from fakelens.explain.heatmaps import colour_top, describe, explain, overlay_png, shown_image
 from fakelens.fsutil import atomic_path, write_json_atomic
 from fakelens.inference.detector import Detector
+from fakelens.record import Prediction
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def explain_to_dir(
     drawn from the saved maps.
     """
     stems: set[str] = set()
-    mapped: list[tuple[Path, str, str, dict[str, Any]]] = []
+    mapped: list[tuple[Path, str, str, Prediction, dict[str, Any]]] = []
     for image in images:
         try:
             explanation = explain(detector, image, method=method)
@@ -55,11 +55,11 @@ def explain_to_dir(
         stem = _unique(printable_name(image.stem), stems)
         with atomic_path(out_dir / f"{stem}.heatmap.npy") as tmp:
             np.save(tmp, explanation.heatmap)
+        verdict = Prediction(
+            printable_name(str(image)), explanation.label, explanation.ai_probability, detector.name
+        )
         record = {
-            "path": printable_name(str(image)),
-            "label": explanation.label,
-            "ai_probability": explanation.ai_probability,
-            "model": detector.name,
+            **verdict.to_dict(),
             "heatmap_method": explanation.method,
             "gradcam_layer": explanation.layer,
             "heatmap_max": float(explanation.heatmap.max()),
@@ -67,10 +67,10 @@ def explain_to_dir(
             "overlay": f"{stem}.overlay.png",
             "heatmap": f"{stem}.heatmap.npy",
         }
-        mapped.append((image, stem, describe(explanation), record))
+        mapped.append((image, stem, describe(explanation), verdict, record))
     top = max((record["heatmap_max"] for *_, record in mapped), default=0.0)
     scale = (top or None) if shared_scale and len(images) > 1 else None
-    for image, stem, title, record in mapped:
+    for image, stem, title, verdict, record in mapped:
         overlay, raw_map, record_path = (
             out_dir / f"{stem}{end}" for end in (".overlay.png", ".heatmap.npy", ".json")
         )
@@ -78,11 +78,11 @@ def explain_to_dir(
         png = overlay_png(shown_image(image), heat, title=title, scale=scale, method=record["heatmap_method"])
         with atomic_path(overlay) as tmp:
             tmp.write_bytes(png)
-        evidence = evidence_dicts(image)
+        judged = with_evidence(verdict, image)
         record |= {
             "colour_scale_max": colour_top(heat, scale),
-            "declared": declaration(evidence),
-            "evidence": evidence,
+            "declared": judged.declared,
+            "evidence": judged.evidence,
         }
         write_json_atomic(record_path, record)
         yield Explained(record, [overlay, raw_map, record_path])
