@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= $(or $(FAKELENS_DATA),../shared/data/cifake/cifake.zip)
 
-.PHONY: install demo test test-fast lint bench train-seed train-default train-real clean
+.PHONY: install demo test test-fast lint bench bench-cold train-seed train-default train-real clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,11 +38,15 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/scan.py --data $(DATA)
 
+## bench-cold: `fakelens predict one.jpg` from a fresh process, wall time and peak memory (benchmarks/results/cold_start.json).
+bench-cold: install
+	$(BIN)/python benchmarks/cold_start.py
+
 ## train-seed: the original notebook's model, 20 epochs, as in the README's results table.
 ## Run again after a kill, it resumes; after a finished run it trains seed-cifake-2, and so on.
 train-seed: install
 	$(BIN)/fakelens train --model seed --data $(DATA) --epochs 20 --name seed-cifake
-	run=$$(ls -td runs/seed-cifake*/ | head -1) && \
+	run=$$(ls -td runs/train/seed-cifake*/ | head -1) && \
 	  $(BIN)/fakelens evaluate $${run}model.keras --data $(DATA) --robustness --out $${run}evaluate && \
 	  $(BIN)/python scripts/ship_model.py $${run}model.keras $${run}evaluate/metrics.json seed
 
@@ -51,17 +55,17 @@ train-seed: install
 SD_UNSPLASH ?= ../shared/data/sd-unsplash/sd-unsplash.zip
 train-default: install
 	$(BIN)/fakelens train --model patchres --data $(DATA) --name patchres-cifake
-	run=$$(ls -td runs/patchres-cifake*/ | head -1) && \
+	run=$$(ls -td runs/train/patchres-cifake*/ | head -1) && \
 	  $(BIN)/fakelens evaluate $${run}model.keras --data $(DATA) --robustness --out $${run}evaluate && \
 	  $(BIN)/fakelens evaluate $${run}model.keras --data $(SD_UNSPLASH) --reencode-jpeg 90 --out $${run}sd-unsplash && \
 	  $(BIN)/python scripts/ship_model.py $${run}model.keras $${run}evaluate/metrics.json patchres
 
 ## train-real: the real-world model (clipprobe): embeds wild and sd-unsplash once (cached; ~12 min
-## on 2 cores), judges it leave-one-source-out (runs/clipprobe*/loso.md), calibrates, then ships it.
+## on 2 cores), judges it leave-one-source-out (runs/train/clipprobe*/loso.md), calibrates, then ships it.
 WILD ?= ../shared/data/wild/wild.zip
 train-real: install
 	$(BIN)/fakelens train --model clipprobe --data $(WILD) --data $(SD_UNSPLASH)
-	run=$$(ls -td runs/clipprobe*/ | head -1) && cp $${run}model.json src/fakelens/weights/clipprobe.json
+	run=$$(ls -td runs/train/clipprobe*/ | head -1) && cp $${run}model.json src/fakelens/weights/clipprobe.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,6 +1,7 @@
 """Copy a trained model into the package as a shipped model, its test metrics in its card.
 
-    python scripts/ship_model.py runs/seed-cifake/model.keras runs/seed-cifake/evaluate/metrics.json seed
+    python scripts/ship_model.py runs/train/seed-cifake/model.keras \
+        runs/train/seed-cifake/evaluate/metrics.json seed
 
 The optimizer state is dropped (inference does not need it), which keeps the file small. The
 ONNX export for the light runtime is written beside it.

@@ -8,17 +8,9 @@ import shutil
 import kagglehub
 import numpy as np
 import pytest
+from clirun import run
 from conftest import bomb_png, encode, random_image
 from PIL import Image
-from typer.testing import CliRunner
-
-from fakelens.cli import app
-
-runner = CliRunner()
-
-
-def run(*args: str):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 def test_help_lists_every_command():
@@ -175,9 +167,9 @@ def test_scan_paths_from_stdin_with_the_onnx_backend_then_resume(tmp_path):
         paths.append(str(path))
     out = tmp_path / "r.parquet"
     args = ("scan", "-", "--model", "seed", "--backend", "onnx", "--out", out, "-q")
-    first = runner.invoke(app, [str(a) for a in args], input="\n".join(paths) + "\n")
+    first = run(*args, input="\n".join(paths) + "\n")
     assert first.exit_code == 0 and "Scored 3 of 3 images" in first.output
-    again = runner.invoke(app, [str(a) for a in args], input="\n".join(paths) + "\n")
+    again = run(*args, input="\n".join(paths) + "\n")
     assert again.exit_code == 0 and "skipped: 3 file(s)" in again.output
     missing = run("scan", f"@{tmp_path / 'none.txt'}", "--out", tmp_path / "r.csv")
     assert missing.exit_code == 2 and "none.txt: cannot read the list of paths" in missing.output

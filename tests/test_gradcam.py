@@ -126,6 +126,12 @@ def test_overlay_is_an_upscaled_png_with_both_panels(seed):
         overlay_png(image, np.full((4, 4), np.nan))
 
 
+def explain_with_seed_gradcam(*args, out):
+    """`fakelens explain` with the shipped seed model's Keras file, whose heatmaps are Grad-CAM."""
+    command = ["explain", *map(str, args), "--out", str(out), "-m", "seed", "--backend", "keras"]
+    return CliRunner().invoke(app, command)
+
+
 def test_explain_command_writes_overlay_map_and_record_and_exits_1_on_bad_files(tmp_path):
     images = []
     for i, name in enumerate(("a.png", "b.jpg")):
@@ -133,20 +139,7 @@ def test_explain_command_writes_overlay_map_and_record_and_exits_1_on_bad_files(
         images[-1].write_bytes(encode(random_image(i), "PNG" if name.endswith("png") else "JPEG"))
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff truncated")
     out = tmp_path / "out"
-    result = CliRunner().invoke(
-        app,
-        [
-            "explain",
-            *map(str, images),
-            str(tmp_path / "bad.jpg"),
-            "--out",
-            str(out),
-            "-m",
-            "seed",
-            "--backend",
-            "keras",
-        ],
-    )
+    result = explain_with_seed_gradcam(*images, tmp_path / "bad.jpg", out=out)
     assert result.exit_code == 1, result.output
     assert "bad.jpg: corrupt or truncated JPEG" in result.output
     for stem in ("a", "b"):
@@ -166,24 +159,24 @@ def test_each_overlay_spans_its_own_map_beside_a_32x32_image(tmp_path):
     small.write_bytes(encode(random_image(1), "PNG"))
     out = tmp_path / "out"
     for flags in ([], ["--shared-scale"]):
-        result = CliRunner().invoke(
-            app,
-            [
-                "explain",
-                str(large),
-                str(small),
-                "--out",
-                str(out),
-                "-m",
-                "seed",
-                "--backend",
-                "keras",
-                *flags,
-            ],
-        )
+        result = explain_with_seed_gradcam(large, small, *flags, out=out)
         assert result.exit_code == 0, result.output
         records = [json.loads((out / f"{stem}.json").read_text()) for stem in ("large", "small")]
         maxima = [r["heatmap_max"] for r in records]
         assert all(m > 0 for m in maxima) and max(maxima) > 2 * min(maxima)
         expected = [max(maxima)] * 2 if flags else maxima
         assert [r["colour_scale_max"] for r in records] == pytest.approx(expected)
+
+
+def test_asking_for_gradcam_loads_a_shipped_models_keras_file(tmp_path):
+    """A shipped name runs its ONNX export, which has no layers to weigh: --method gradcam asks
+    for the Keras file instead; the default method on the export is occlusion."""
+    image = tmp_path / "a.png"
+    image.write_bytes(encode(random_image(0), "PNG"))
+    for method, made in (("gradcam", "gradcam"), ("auto", "occlusion")):
+        out = tmp_path / method
+        result = CliRunner().invoke(
+            app, ["explain", str(image), "-m", "seed", "--method", method, "--out", str(out)]
+        )
+        assert result.exit_code == 0, result.output
+        assert json.loads((out / "a.json").read_text())["heatmap_method"] == made

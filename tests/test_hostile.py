@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import encode, random_image
+from clirun import run
+from conftest import encode, random_image, read_table
 from hostile import Case, bombs, corpus, not_images, odd_but_valid
-from test_cli import run
-from test_scan import read_table
-from test_serve import client_for, files
+from servers import client_for, files
 
 from fakelens.config import MAX_FILE_BYTES
 from fakelens.data.decode import decode_image

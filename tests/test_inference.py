@@ -56,7 +56,7 @@ def test_parallel_batches_score_as_one_at_a_time_and_keep_the_order(detector):
     names = [str(i) for i in range(len(images))]
     one = Detector(detector.model, detector.card, batch_size=4)
     many = Detector(detector.model, detector.card, batch_size=4, parallel_batches=3)
-    np.testing.assert_array_equal(one.predict_batch(images), many.predict_batch(images))
+    np.testing.assert_array_equal(one.predict_proba(images), many.predict_proba(images))
     streams = [[r for batch in d.score_stream(names, images.__getitem__) for r in batch] for d in (one, many)]
     assert streams[0] == streams[1] and [r.path for r in streams[1]] == names
     with pytest.raises(InvalidArgumentError, match="parallel_batches must be at least 1; received 0"):

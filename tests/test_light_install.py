@@ -53,5 +53,10 @@ def test_the_onnx_extra_installs_without_tensorflow_and_scans(tmp_path):
     assert "Scored 6 of 6 images" in scan.stdout
     assert len((tmp_path / "r.csv").read_text().splitlines()) == 7
 
-    keras = run([fakelens, "scan", images, "--model", "patchres", "--out", tmp_path / "k.csv"])
+    # A shipped name runs its ONNX export unless asked otherwise: no TensorFlow needed.
+    by_name = run([fakelens, "scan", images, "--model", "patchres", "--out", tmp_path / "n.csv"])
+    assert by_name.returncode == 0 and "Scored 6 of 6 images" in by_name.stdout
+    keras = run(
+        [fakelens, "scan", images, "-m", "patchres", "--backend", "keras", "--out", tmp_path / "k.csv"]
+    )
     assert keras.returncode == 2 and "pip install 'fakelens[tf]'" in keras.stderr

@@ -82,7 +82,7 @@ def test_file_uris_list_and_read_like_local_paths(tmp_path):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--engine", "spark"], "--engine must be local or ray; received 'spark'"),
+        (["--engine", "spark"], "Invalid value for '--engine': Value error, 'spark' is not one of 'local',"),
         (["--engine", "ray", "--evidence"], "--evidence is available with --engine local only"),
         (["--engine", "ray", "--out", "{existing}"], "does not resume: pass --fresh"),
     ],

@@ -114,8 +114,8 @@ def test_end_to_end_on_a_cifake_subset(cifake_subset, tmp_path):
     test = data.split("test")
     detector = Detector.load(result.run.model)
     reloaded = Detector.load(result.run.model)
-    first = detector.predict_batch(np.asarray(test.images))
-    assert np.array_equal(first, reloaded.predict_batch(np.asarray(test.images)))
+    first = detector.predict_proba(np.asarray(test.images))
+    assert np.array_equal(first, reloaded.predict_proba(np.asarray(test.images)))
     accuracy = np.mean((first >= 0.5) == test.is_ai.astype(bool))
     assert accuracy > 0.6, "one epoch on 2,000 CIFAKE images should beat chance clearly"
 

@@ -7,9 +7,9 @@ import sys
 
 import keras
 import pytest
+from clirun import run
 from conftest import encode, random_image
 from fastapi.testclient import TestClient
-from test_cli import run
 
 from fakelens.config import ServeConfig
 from fakelens.errors import ModelLoadError

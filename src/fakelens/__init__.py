@@ -10,7 +10,6 @@ Examples:
 from __future__ import annotations
 
 import os
-from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 from fakelens.errors import (
@@ -19,8 +18,6 @@ from fakelens.errors import (
     ImageDecodeError,
     ModelLoadError,
 )
-
-__version__ = version("fakelens")
 
 # TensorFlow turns its oneDNN kernels on only for CPUs with AVX-512; on AVX2 machines such as this
 # project's they train and infer about 1.3x faster (docs/architecture.md). Set before anything
@@ -48,4 +45,8 @@ def __getattr__(name: str) -> Any:
         from fakelens import inference
 
         return getattr(inference, name)
+    if name == "__version__":  # importlib.metadata costs tens of ms of every command's start
+        from importlib.metadata import version
+
+        return version("fakelens")
     raise AttributeError(f"module 'fakelens' has no attribute {name!r}")

@@ -7,8 +7,9 @@ these values.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from fakelens.errors import InvalidArgumentError
 
@@ -54,6 +55,57 @@ IMAGE_SUFFIXES = frozenset(
 
 
 @dataclass(frozen=True)
+class Interval:
+    """Numbers allowed for an option: each bound given is inclusive (`ge`, `le`) or strict (`gt`,
+    `lt`), as in annotated-types."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def allows(self, value: Any) -> bool:
+        return not (
+            (self.ge is not None and value < self.ge)
+            or (self.gt is not None and value <= self.gt)
+            or (self.le is not None and value > self.le)
+            or (self.lt is not None and value >= self.lt)
+        )
+
+    def __str__(self) -> str:
+        bounds = [(">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt)]
+        return " and ".join(f"{sign} {bound:g}" for sign, bound in bounds if bound is not None)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The values allowed for an option, all of them."""
+
+    values: tuple[str, ...]
+
+    def allows(self, value: Any) -> bool:
+        return value in self.values
+
+    def __str__(self) -> str:
+        return "one of " + ", ".join(self.values)
+
+
+def option(default: Any, allowed: Interval | Choice) -> Any:
+    """A config field with its default and the values it allows, declared together; `None` is
+    always allowed (it means "keep the default"). `check_config` enforces them."""
+    return field(default=default, metadata={"allowed": allowed})
+
+
+def check_config(config: Any) -> None:
+    """Raise `InvalidArgumentError` naming the first field of the dataclass `config` outside
+    what it allows, what it received and what is allowed."""
+    for spec in fields(config):
+        allowed, value = spec.metadata.get("allowed"), getattr(config, spec.name)
+        if allowed is not None and value is not None and not allowed.allows(value):
+            raise InvalidArgumentError(f"{spec.name} must be {allowed}; received {spec.name}={value!r}")
+
+
+@dataclass(frozen=True)
 class Recipe:
     """How an architecture trains unless told otherwise; each model registers its own.
 
@@ -81,43 +133,29 @@ class TrainConfig:
     """What `fakelens train` does; `None` fields take the model's recipe."""
 
     model: str = "seed"
-    epochs: int | None = None
-    batch_size: int | None = None
-    learning_rate: float | None = None
-    weight_decay: float | None = None
-    schedule: str | None = None
+    epochs: int | None = option(None, Interval(ge=1))
+    batch_size: int | None = option(None, Interval(ge=1))
+    learning_rate: float | None = option(None, Interval(gt=0))
+    weight_decay: float | None = option(None, Interval(ge=0))
+    schedule: str | None = option(None, Choice(("constant", "cosine")))
     augment: bool | None = None
     #: Part of `train/` held out for validation (grouped by image hash).
-    val_fraction: float = 0.1
+    val_fraction: float = option(0.1, Interval(gt=0, lt=1))
     seed: int = 42
-    #: Use only this many training images (balanced per class); None = all.
-    limit: int | None = None
-    runs_dir: Path = Path("runs")
+    #: Use only this many training images (balanced per class); None = all. Four at the least:
+    #: one per class in each of train and validation.
+    limit: int | None = option(None, Interval(ge=4))
+    runs_dir: Path = Path("runs/train")
     name: str | None = None
     #: Operating point stored with the model: a fixed threshold on P(AI), or the lowest one
     #: flagging at most this share of the validation's real photos. Neither: 0.5.
-    threshold: float | None = None
-    max_false_positive_rate: float | None = None
+    threshold: float | None = option(None, Interval(ge=0, le=1))
+    max_false_positive_rate: float | None = option(None, Interval(ge=0, lt=1))
     #: "local" (one process), or "multiworker": one of the workers TF_CONFIG lists.
-    strategy: str = "local"
+    strategy: str = option("local", Choice(("local", "multiworker")))
 
     def __post_init__(self) -> None:
-        checks = {
-            "epochs": self.epochs is None or self.epochs >= 1,
-            "batch_size": self.batch_size is None or self.batch_size >= 1,
-            "learning_rate": self.learning_rate is None or self.learning_rate > 0,
-            "weight_decay": self.weight_decay is None or self.weight_decay >= 0,
-            "schedule": self.schedule in (None, "constant", "cosine"),
-            "val_fraction": 0 < self.val_fraction < 1,
-            "limit": self.limit is None or self.limit >= 4,
-            "threshold": self.threshold is None or 0 <= self.threshold <= 1,
-            "max_false_positive_rate": self.max_false_positive_rate is None
-            or 0 <= self.max_false_positive_rate < 1,
-            "strategy": self.strategy in ("local", "multiworker"),
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise InvalidArgumentError(f"{name} is out of range; received {name}={getattr(self, name)!r}")
+        check_config(self)
 
     def with_recipe(self, recipe: Recipe) -> TrainConfig:
         """Fill every `None` recipe field from `recipe`."""
@@ -161,33 +199,23 @@ class ServeConfig:
     #: "keras" or "onnx" for a shipped name; None = the file's ending (keras for a name).
     backend: str | None = None
     #: Largest accepted file, in bytes (413 above it). 20 MB holds any camera JPEG.
-    max_upload_bytes: int = 20 * 1024 * 1024
+    max_upload_bytes: int = option(20 * 1024 * 1024, Interval(ge=1))
     #: Most files in one request (413 above it).
-    max_files: int = 16
+    max_files: int = option(16, Interval(ge=1))
     #: Refused before decoding (422 above it).
-    max_pixels: int = MAX_PIXELS
+    max_pixels: int = option(MAX_PIXELS, Interval(ge=1))
     #: Seconds to receive a request's body (408), to decode its files and read their evidence
     #: (a file not done by then is answered as timed out; 504 when no file was judged), and to
     #: get its scores (503).
-    request_timeout_s: float = 30.0
+    request_timeout_s: float = option(30.0, Interval(gt=0))
     #: Requests arriving within this window share one model call.
-    batch_window_ms: float = 5.0
+    batch_window_ms: float = option(5.0, Interval(ge=0))
     #: Most images in one model call.
-    max_batch: int = 128
+    max_batch: int = option(128, Interval(ge=1))
     #: Origins allowed by CORS; empty = CORS off (same-origin only).
     cors_origins: tuple[str, ...] = ()
     #: Allow code inside the model file (Keras safe mode off).
     trust_model: bool = False
 
     def __post_init__(self) -> None:
-        checks = {
-            "max_upload_bytes": self.max_upload_bytes >= 1,
-            "max_files": self.max_files >= 1,
-            "max_pixels": self.max_pixels >= 1,
-            "request_timeout_s": self.request_timeout_s > 0,
-            "batch_window_ms": self.batch_window_ms >= 0,
-            "max_batch": self.max_batch >= 1,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise InvalidArgumentError(f"{name} is out of range; received {name}={getattr(self, name)!r}")
+        check_config(self)

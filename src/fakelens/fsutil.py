@@ -1,7 +1,9 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic file writes (a reader sees the old file or the new one, never half of one), and the
+names of run folders."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import tempfile
@@ -41,3 +43,16 @@ def write_text_atomic(target: str | os.PathLike[str], text: str) -> None:
 
 def write_json_atomic(target: str | os.PathLike[str], data: Any) -> None:
     write_text_atomic(target, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def run_dirs(parent: Path, name: str) -> Iterator[Path]:
+    """The folders a run called `name` may take, in order: `parent/name`, then `name-2`,
+    `name-3`... (as Ultralytics numbers its runs)."""
+    yield parent / name
+    for number in itertools.count(2):
+        yield parent / f"{name}-{number}"
+
+
+def next_run_dir(parent: Path, name: str) -> Path:
+    """The first of `run_dirs` that does not exist yet: a new run never writes over an earlier one."""
+    return next(folder for folder in run_dirs(parent, name) if not folder.exists())

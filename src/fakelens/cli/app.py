@@ -8,19 +8,21 @@ Names are printed as result files hold them: bytes of a file name that are not U
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
+from fakelens.cli.quiet import quiet_tensorflow
 from fakelens.errors import FakelensError
+from fakelens.fsutil import next_run_dir
 
 #: The order `fakelens --help` lists the commands in: the way a user meets them.
 COMMAND_ORDER = (
@@ -39,29 +41,82 @@ COMMAND_ORDER = (
 )
 
 
-class _Ordered(TyperGroup):
-    def list_commands(self, ctx: click.Context) -> list[str]:
+def reflow(text: str | None) -> str | None:
+    """Each paragraph of `text` on one line, for the terminal to wrap: Rich keeps a docstring's
+    hard line breaks, which then break sentences mid-line. Paragraphs starting with \\b keep theirs."""
+    if not text:
+        return text
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(p.split()) for p in paragraphs)
+
+
+def _untyped_flags(params: Iterable[Any]) -> None:
+    """On/off flags (--json, --help, ...) take no value: their help shows no `<bool>` type."""
+    for param in params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+
+
+class _Command(TyperCommand):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.help = reflow(self.help)
+
+    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+        _untyped_flags(self.get_params(ctx))
+        super().format_help(ctx, formatter)
+
+
+class _Group(TyperGroup):
+    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+        _untyped_flags(self.get_params(ctx))
+        super().format_help(ctx, formatter)
+
+
+class _Ordered(_Group):
+    def list_commands(self, ctx: typer.Context) -> list[str]:
         return sorted(super().list_commands(ctx), key=COMMAND_ORDER.index)
 
 
-app = typer.Typer(
+class _Typer(typer.Typer):
+    """Commands with help that reads well (`_Command`)."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:
+        kwargs.setdefault("cls", _Command)
+        return super().command(*args, **kwargs)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+app = _Typer(
     cls=_Ordered,
     help="Tell AI-generated images from real photographs.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-data_app = typer.Typer(help="Inspect, download and preview data sets.", no_args_is_help=True)
+data_app = _Typer(cls=_Group, help="Inspect, download and preview data sets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+
+
+@app.callback()
+def _global_options(
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", help="Also show TensorFlow's own log lines (oneDNN, CPU features, absl)."),
+    ] = False,
+) -> None:
+    quiet_tensorflow(verbose)
+
 
 out = Console(soft_wrap=True)  # never break paths across lines
 err = Console(stderr=True, soft_wrap=True)
-F = TypeVar("F", bound=Callable[..., Any])
 # matplotlib logs to stderr as it is imported (a config folder it cannot write, a font cache it
 # builds): nothing a user of these commands acts on. Set before any command imports it.
 logging.getLogger("matplotlib").setLevel(logging.ERROR)
 #: Installed with the `tf` extra; the light runtime (`--backend onnx`) needs neither.
 TF_MODULES = ("tensorflow", "keras", "tensorboard")
+#: Commands that write files put them under runs/<command>/ (see `run_dir`).
+RUNS = Path("runs")
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 ModelOption = Annotated[
@@ -184,6 +239,28 @@ def report_failures(failures: Iterable[tuple[str, str]], verb: str) -> None:
     """List bad inputs on stderr, then exit 1 if there were any."""
     if list_failures(failures, verb):
         raise typer.Exit(1)
+
+
+def finish(saved: object | None, *failures: tuple[Iterable[tuple[str, str]], str]) -> None:
+    """End a command that writes files: list its bad inputs, each group (pairs of input and
+    reason) with its verb, then print "Results saved to <saved>" as the last line (none when
+    `saved` is None: nothing was written), then exit 1 if any input failed."""
+    failed = [list_failures(items, verb) for items, verb in failures]
+    if saved is not None:
+        out.print(f"Results saved to {shown(saved)}", highlight=False)
+    if any(failed):
+        raise typer.Exit(1)
+
+
+def run_dir(command: str, name: str) -> Path:
+    """Where `command` writes unless `--out` says otherwise: runs/<command>/<name>, or <name>-2,
+    -3... when taken, so that a run never writes over an earlier one's files."""
+    return next_run_dir(RUNS / command, name)
+
+
+def name_of(path: Path) -> str:
+    """What a run about `path` is called: a file's stem, a folder's name."""
+    return path.stem if path.is_file() else path.resolve().name
 
 
 def evidence_text(item: dict[str, str]) -> str:

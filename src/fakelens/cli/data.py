@@ -12,8 +12,11 @@ from rich.table import Table
 from fakelens.cli.app import (
     Quiet,
     data_app,
+    finish,
+    name_of,
     out,
     report_failures,
+    run_dir,
     usage_errors,
 )
 
@@ -68,7 +71,15 @@ def data_download(
 @usage_errors
 def data_show(
     path: Annotated[Path | None, typer.Argument(help="Folder or zip (default: as for --data).")] = None,
-    out_path: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")] = Path("grid.png"),
+    out_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="PNG file to write (default: runs/data-show/<data set name>/grid.png, -2, -3... "
+            "when taken).",
+        ),
+    ] = None,
     split: Annotated[str, typer.Option(help="train or test.")] = "train",
     count: Annotated[int, typer.Option(help="Images in the grid.")] = 32,
     seed: Annotated[int, typer.Option(help="Which images are drawn.")] = 0,
@@ -77,5 +88,6 @@ def data_show(
     from fakelens.data.layout import resolve_data_path
     from fakelens.data.preview import preview_grid
 
-    written = preview_grid(resolve_data_path(path), out_path, split=split, count=count, seed=seed)
-    out.print(f"Results saved to {written}")
+    data = resolve_data_path(path)
+    target = out_path or run_dir("data-show", name_of(data)) / "grid.png"
+    finish(preview_grid(data, target, split=split, count=count, seed=seed))

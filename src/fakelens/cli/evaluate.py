@@ -14,9 +14,10 @@ from fakelens.cli.app import (
     Quiet,
     TrustModel,
     app,
+    finish,
     open_detector,
     out,
-    report_failures,
+    run_dir,
     usage_errors,
 )
 
@@ -29,7 +30,10 @@ def evaluate(
     out_dir: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", help="Where metrics.json and plots go (default: runs/evaluate/<model name>)."
+            "--out",
+            "-o",
+            help="Folder for metrics.json and plots (default: runs/evaluate/<model name>, -2, -3... "
+            "when taken).",
         ),
     ] = None,
     robustness: Annotated[
@@ -52,7 +56,7 @@ def evaluate(
     result = run_evaluation(
         detector,
         resolve_data_path(data),
-        out_dir or Path("runs/evaluate") / detector.name,
+        out_dir or run_dir("evaluate", detector.name),
         robustness=robustness,
         reencode_quality=reencode_jpeg,
         quiet=quiet,
@@ -71,8 +75,7 @@ def evaluate(
     out.print(
         f"Removed from the dedup test as leaked from train: {result.metrics['removed_as_leaked']:,} images."
     )
-    out.print(f"Results saved to {result.out_dir}")
-    report_failures(result.metrics["undecodable_files"].items(), "not decodable, left out")
+    finish(result.out_dir, (result.metrics["undecodable_files"].items(), "not decodable, left out"))
 
 
 def group_metrics_table(groups: dict[str, dict[str, Any]], kind: str) -> Table:

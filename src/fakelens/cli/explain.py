@@ -15,9 +15,11 @@ from fakelens.cli.app import (
     TrustModel,
     app,
     evidence_text,
+    finish,
+    name_of,
     open_detector,
     out,
-    report_failures,
+    run_dir,
     shown,
     usage_errors,
 )
@@ -27,23 +29,30 @@ from fakelens.cli.app import (
 @usage_errors
 def explain(
     images: Annotated[list[Path], typer.Argument(help="Image files to explain.")],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the files written.")] = Path(
-        "explain"
-    ),
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Folder for the files written (default: runs/explain/<model name>, -2, -3... when taken).",
+        ),
+    ] = None,
     model: ModelOption = None,
     own_scale: Annotated[
         bool,
         typer.Option(
-            "--own-scale",
-            help="Give each overlay its own colour scale (default: one for all, so maps compare).",
+            "--own-scale/--shared-scale",
+            help="Each overlay's colours span its own map (default), or one scale for all, so maps "
+            "of like images compare.",
         ),
-    ] = False,
+    ] = True,
     method: Annotated[
         str,
         typer.Option(
             "--method",
-            help="gradcam (Keras CNNs), occlusion (any model, ONNX too: 51 model passes per image), "
-            "or auto: Grad-CAM where it applies, else occlusion.",
+            help="gradcam (Keras CNNs; a shipped model's Keras file is loaded), occlusion (any model, "
+            "ONNX too: 51 model passes per image), or auto: Grad-CAM where the loaded model allows it, "
+            "else occlusion.",
         ),
     ] = "auto",
     trust_model: TrustModel = False,
@@ -53,13 +62,17 @@ def explain(
     (<stem>.heatmap.npy) and the record with metadata evidence (<stem>.json)."""
     from fakelens.explain.files import Explained, explain_to_dir
 
-    failures = []
-    detector = open_detector(model, trust_model, backend=backend)
+    failures, explained = [], 0
+    # Grad-CAM needs the Keras model: a shipped name otherwise loads its ONNX export.
+    wants_keras = method == "gradcam" and backend is None and (model is None or not Path(model).exists())
+    detector = open_detector(model, trust_model, backend="keras" if wants_keras else backend)
+    out_dir = out_dir or run_dir("explain", detector.name)
     results = explain_to_dir(detector, images, out_dir, shared_scale=not own_scale, method=method)
     for result in results:
         if not isinstance(result, Explained):
             failures.append(result)
             continue
+        explained += 1
         record = result.record
         pointing = [e for e in record["evidence"] if e["points_to"] != "unknown"]
         pointing_to = "; ".join(evidence_text(e) for e in pointing)
@@ -68,19 +81,27 @@ def explain(
             f"{shown(result.files[0])}\t{escape(pointing_to) or 'no metadata evidence'}",
             highlight=False,
         )
-    out.print(f"Results saved to {shown(out_dir)}")
-    report_failures(failures, "failed")
+    finish(out_dir if explained else None, (failures, "failed"))
 
 
 @app.command()
 @usage_errors
 def report(
     source: Annotated[
-        Path, typer.Argument(help="A training run directory (runs/<name>) or a scan's .csv/.jsonl results.")
+        Path,
+        typer.Argument(
+            help="A training run directory (runs/train/<name>) or a scan's .csv, .jsonl or .parquet results.",
+            exists=True,
+        ),
     ],
     out_path: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Report file (default: report.html, or report.md with --markdown)."),
+        typer.Option(
+            "--out",
+            "-o",
+            help="Report file (default: runs/report/<name of SOURCE>/report.html, or report.md with "
+            "--markdown; -2, -3... when taken).",
+        ),
     ] = None,
     markdown: Annotated[
         bool, typer.Option("--markdown", help="Markdown with figures in <name>_files/, for READMEs.")
@@ -110,6 +131,6 @@ def report(
     HTML is a single offline file with its images inline."""
     from fakelens.reporting.report import ReportOptions, write_report
 
-    target = out_path or Path("report.md" if markdown else "report.html")
+    target = out_path or run_dir("report", name_of(source)) / ("report.md" if markdown else "report.html")
     options = ReportOptions(model=model, data=data, top=top, sample=sample, quiet=quiet)
-    out.print(f"Results saved to {shown(write_report(source, target, markdown=markdown, options=options))}")
+    finish(write_report(source, target, markdown=markdown, options=options))

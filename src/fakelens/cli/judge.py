@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -16,16 +17,18 @@ from fakelens.cli.app import (
     TrustModel,
     app,
     evidence_text,
-    list_failures,
+    finish,
     open_detector,
     out,
     plain,
-    report_failures,
     shown,
     usage_errors,
 )
 from fakelens.config import InferenceConfig
 from fakelens.errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from fakelens.scanning.scan import ScanSummary
 
 
 @app.command()
@@ -41,7 +44,9 @@ def predict(
     """Judge images: one tab-separated line each: path, label (ai/real), ai_probability."""
     records = open_detector(model, trust_model, backend=backend).predict(images)
     if evidence:
-        records = [record.with_evidence(path) for record, path in zip(records, images)]
+        from fakelens.evidence.attach import with_evidence
+
+        records = [with_evidence(record, path) for record, path in zip(records, images)]
     for record in records:
         if as_json:
             typer.echo(json.dumps(record.to_dict(), ensure_ascii=False))
@@ -108,7 +113,7 @@ def scan(
     trust_model: TrustModel = False,
     evidence: EvidenceOption = False,
     engine: Annotated[
-        str,
+        Literal["local", "ray"],
         typer.Option(
             help="local (this process), or ray: Ray Data, on a local instance or --ray-address; "
             "--out is then a directory of part files (see docs/scaling.md).",
@@ -154,11 +159,15 @@ def scan(
             quiet=quiet,
             follow_links=follow_links,
         )
-    elif engine == "local":
+        loading = ", Ray's start and model loading included"
+    else:
         from fakelens.scanning.scan import scan as run_scan
 
+        began = time.perf_counter()
+        detector = open_detector(model, trust_model, batch_size, backend)
+        loading = f", after {time.perf_counter() - began:.1f} s loading the model"
         summary = run_scan(
-            open_detector(model, trust_model, batch_size, backend),
+            detector,
             source,
             out_path,
             include=include or (),
@@ -168,13 +177,25 @@ def scan(
             resume=not fresh,
             follow_links=follow_links,
         )
-    else:
-        raise InvalidArgumentError(f"--engine must be local or ray; received {engine!r}")
+    print_summary(summary, loading)
+    found_none = not summary.scored + len(summary.failures) + summary.already_done
+    wanted = f" matching --include {' '.join(include)}" if include else ""
+    finish(  # the exit code describes the finished file, not only this run
+        summary.out,
+        (summary.earlier_failures, "failed in an earlier run (file unchanged)"),
+        (summary.failures, "failed"),
+        ([(source, f"no image files found{wanted}")] if found_none else [], "warning"),
+    )
+
+
+def print_summary(summary: ScanSummary, loading: str) -> None:
+    """What a scan did; `loading` says how long the model took to load (`summary.seconds` does
+    not count it)."""
     total = summary.scored + len(summary.failures)
     out.print(
         f"Scored {summary.scored:,} of {total:,} images "
         f"({summary.ai:,} ai, {summary.scored - summary.ai:,} real) "
-        f"in {summary.seconds:.1f} s ({summary.images_per_second:,.0f} images/s)."
+        f"in {summary.seconds:.1f} s ({summary.images_per_second:,.0f} images/s){loading}."
     )
     if summary.already_done:
         out.print(f"Already in {shown(summary.out)}, skipped: {summary.already_done:,} file(s).")
@@ -183,8 +204,3 @@ def scan(
             f"Not scanned, no image file ending: {len(summary.not_images):,} file(s), "
             f"e.g. {shown(summary.not_images[0])}"
         )
-    out.print(f"Results saved to {shown(summary.out)}")
-    earlier = list_failures(summary.earlier_failures, "failed in an earlier run (file unchanged)")
-    report_failures(summary.failures, "failed")
-    if earlier:  # the exit code describes the finished file, not only this run
-        raise typer.Exit(1)

@@ -11,6 +11,7 @@ from rich.table import Table
 from fakelens.cli.app import (
     TrustModel,
     app,
+    finish,
     out,
     usage_errors,
 )
@@ -32,7 +33,7 @@ def export(
 
     target = out_path or Path(f"{Path(model).stem}.{fmt}")
     export_model(model, target, fmt=fmt, trust=trust_model)
-    out.print(f"Results saved to {target}")
+    finish(target)
 
 
 @app.command()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,12 +13,15 @@ from fakelens.cli.app import (
     Quiet,
     ThresholdOption,
     app,
+    finish,
     out,
-    report_failures,
     usage_errors,
 )
 from fakelens.config import TrainConfig
 from fakelens.errors import InvalidArgumentError
+
+#: The `train` options a probe model takes; the others are Keras training's.
+PROBE_OPTIONS = ("model", "seed", "name", "runs_dir", "threshold")
 
 
 @app.command()
@@ -72,7 +74,9 @@ def train(
     threshold: ThresholdOption = None,
     max_false_positive_rate: MaxFprOption = None,
     name: Annotated[str | None, typer.Option(help="Run name (default: the model name).")] = None,
-    runs_dir: Annotated[Path | None, typer.Option(help="Where run directories go (default: runs).")] = None,
+    runs_dir: Annotated[
+        Path | None, typer.Option(help="Where run directories go (default: runs/train).")
+    ] = None,
     strategy: Annotated[
         str | None,
         typer.Option(
@@ -82,16 +86,31 @@ def train(
     ] = None,
     quiet: Quiet = False,
 ) -> None:
-    """Train a model into runs/<name>/ and calibrate it; the same command resumes an unfinished run."""
+    """Train a model into runs/train/<name>/ and calibrate it; the same command resumes an unfinished run."""
     from fakelens.data.layout import resolve_data_path
     from fakelens.models.probe import PROBE_MODELS
 
-    given = dict(locals())
+    # Options for `TrainConfig` fields; None keeps the config's default, or the model's recipe.
+    chosen = {
+        "model": model,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "weight_decay": weight_decay,
+        "schedule": schedule,
+        "augment": augment,
+        "val_fraction": val_fraction,
+        "seed": seed,
+        "limit": limit,
+        "threshold": threshold,
+        "max_false_positive_rate": max_false_positive_rate,
+        "name": name,
+        "runs_dir": runs_dir,
+        "strategy": strategy,
+    }
+    given = {option: value for option, value in chosen.items() if value is not None}
     if model in PROBE_MODELS:
-        shared = {"model", "seed", "name", "runs_dir", "threshold"}
-        keras_only = [
-            f.name for f in fields(TrainConfig) if f.name not in shared and given[f.name] is not None
-        ]
+        keras_only = [option for option in given if option not in PROBE_OPTIONS]
         if keras_only:
             raise InvalidArgumentError(
                 f"{model} is a probe model (a frozen encoder and a fitted head); these options do not apply "
@@ -107,10 +126,7 @@ def train(
         )
     from fakelens.training.run import train as run_training
 
-    config = TrainConfig(
-        **{f.name: given[f.name] for f in fields(TrainConfig) if given.get(f.name) is not None}
-    )
-    result = run_training(config, resolve_data_path(data[0] if data else None), quiet=quiet)
+    result = run_training(TrainConfig(**given), resolve_data_path(data[0] if data else None), quiet=quiet)
     meta, card = result.metadata, result.card
     if result.resumed_from_epoch:
         out.print(f"Resumed from epoch {result.resumed_from_epoch}.")
@@ -119,7 +135,7 @@ def train(
         f"({meta['train_seconds_total']:.0f} s, median {meta['images_per_second_median']:,.0f} images/s)."
     )
     print_calibration(card)
-    out.print(f"Results saved to {result.run.root}")
+    finish(result.run.root)
 
 
 def train_probe_model(model: str, data: list[Path] | None, *, quiet: bool, **options: Any) -> None:
@@ -143,8 +159,7 @@ def train_probe_model(model: str, data: list[Path] | None, *, quiet: bool, **opt
         out.print(
             f"Test split of {source}: accuracy {row['accuracy']:.4f}, AUROC {auroc} ({row['images']} images)."
         )
-    report_failures(run.metrics["failures"].items(), "not decodable, left out")
-    out.print(f"Results saved to {run.root}")
+    finish(run.root, (run.metrics["failures"].items(), "not decodable, left out"))
 
 
 def print_calibration(card) -> None:
@@ -183,4 +198,4 @@ def calibrate(
         quiet=quiet,
     )
     print_calibration(card)
-    out.print(f"Results saved to {target}")
+    finish(target)

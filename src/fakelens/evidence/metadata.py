@@ -136,7 +136,8 @@ def read_evidence(data: ImageInput, *, name: str | None = None) -> list[Evidence
         ("xmp", lambda: _xmp_evidence(png.texts.get(_PNG_XMP_KEY) or info.get("xmp") or b"")),
         ("c2pa", lambda: c2pa_evidence(raw, Image.MIME.get(fmt or ""))),
     ]
-    return _capped(item for kind, read in readers for item in _guarded(kind, read))
+    # A field present but empty (`CreatorTool=""`) says nothing: no finding.
+    return _capped(item for kind, read in readers for item in _guarded(kind, read) if item.value)
 
 
 def evidence_dicts(data: ImageInput, *, name: str | None = None) -> list[dict[str, str]]:

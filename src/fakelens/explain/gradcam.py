@@ -101,7 +101,7 @@ def explain_views(detector: Detector, prepared: np.ndarray, shown: np.ndarray) -
         )
     weights = tf.reduce_mean(gradients[0], axis=(0, 1))
     cam = tf.nn.relu(tf.reduce_sum(activations[0] * weights, axis=-1)).numpy()
-    probability = float(detector.predict_batch(prepared[None])[0])
+    probability = float(detector.predict_proba(prepared[None])[0])
     return Explanation(
         image=shown,
         heatmap=resize_map(cam, shown.shape[:2]),

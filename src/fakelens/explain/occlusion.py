@@ -1,6 +1,6 @@
 """Occlusion (Zeiler & Fergus, 2014): which regions raised the AI score, for any `Detector`.
 
-Only `Detector.predict_batch` is called, so ONNX and probe models (no Keras gradients) are
+Only `Detector.predict_proba` is called, so ONNX and probe models (no Keras gradients) are
 explained like Keras ones. Windows of the image are hidden one at a time and each copy rescored;
 a window's value is how far the AI logit *fell* when it was hidden.
 
@@ -49,7 +49,7 @@ class Occlusion:
     grid: int
 
     def explanation(self, detector: Detector, probabilities: np.ndarray) -> Explanation:
-        """The map from P(AI) of `batch` (`detector.predict_batch(batch)`)."""
+        """The map from P(AI) of `batch` (`detector.predict_proba(batch)`)."""
         logits = logit(probabilities)
         falls = (logits[1] - logits[2:]).reshape(self.grid, self.grid)
         # (grid + 1)^2 cells, each covered by the windows (i - 1 or i, j - 1 or j) that exist.
@@ -94,7 +94,7 @@ def occlude_views(
 def explain(detector: Detector, image: Input, *, name: str | None = None, grid: int = GRID) -> Explanation:
     """Score `image` and map its AI evidence by occlusion: grid² + 2 passes of the model."""
     occlusion = occlude(detector, image, name=name, grid=grid)
-    return occlusion.explanation(detector, detector.predict_batch(occlusion.batch))
+    return occlusion.explanation(detector, detector.predict_proba(occlusion.batch))
 
 
 def _corners(padded: np.ndarray) -> np.ndarray:

@@ -7,12 +7,14 @@ max-pool would (generator artefacts live in the finest detail), then residual st
 
 from __future__ import annotations
 
-import keras
-from keras import layers
+from typing import TYPE_CHECKING
 
 from fakelens.config import INPUT_SIZE, Recipe
 from fakelens.models.preprocess import raw_image_input
 from fakelens.models.registry import register_model
+
+if TYPE_CHECKING:  # Keras loads when a model is built, not when the registry lists it
+    import keras
 
 RECIPE = Recipe(
     epochs=13, batch_size=128, learning_rate=3e-3, weight_decay=5e-4, schedule="cosine", augment=True
@@ -20,12 +22,16 @@ RECIPE = Recipe(
 
 
 def _conv_bn(x: keras.KerasTensor, filters: int, *, kernel: int = 3, stride: int = 1, relu: bool = True):
+    from keras import layers
+
     x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization()(x)
     return layers.ReLU()(x) if relu else x
 
 
 def _residual(x: keras.KerasTensor, filters: int) -> keras.KerasTensor:
+    from keras import layers
+
     y = _conv_bn(x, filters)
     y = _conv_bn(y, filters, relu=False)
     return layers.ReLU()(layers.Add()([x, y]))
@@ -40,6 +46,9 @@ def _residual(x: keras.KerasTensor, filters: int) -> keras.KerasTensor:
 def build_patchres(
     input_size: tuple[int, int] = INPUT_SIZE, width: int = 32, blocks: tuple[int, ...] = (2, 2)
 ) -> keras.Model:
+    import keras
+    from keras import layers
+
     inputs, x = raw_image_input(input_size)
     x = _conv_bn(x, width, kernel=2, stride=2)
     for stage, count in enumerate(blocks):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import keras
-from keras import layers
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # Keras loads when a model is built, not when the registry lists it
+    import keras
 
 
 def raw_image_input(input_size: tuple[int, int]) -> tuple[keras.KerasTensor, keras.KerasTensor]:
@@ -12,6 +14,9 @@ def raw_image_input(input_size: tuple[int, int]) -> tuple[keras.KerasTensor, ker
     fakelens itself resizes with Pillow before the model (see `data.decode.resize_to`), so the
     Resizing layer is a no-op there; it serves users who call the saved model directly.
     """
+    import keras
+    from keras import layers
+
     inputs = keras.Input(shape=(None, None, 3), name="image")
     x = layers.Resizing(*input_size, antialias=True, name="resize")(inputs)
     x = layers.Rescaling(1.0 / 255, name="rescale")(x)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import keras
-from keras import layers
+from typing import TYPE_CHECKING
 
 from fakelens.config import INPUT_SIZE
 from fakelens.models.preprocess import raw_image_input
 from fakelens.models.registry import register_model
 
+if TYPE_CHECKING:  # Keras loads when a model is built, not when the registry lists it
+    import keras
+
 
 @register_model("seed", "The original notebook's CNN: 3 x (Conv+ReLU+MaxPool), Dense 32, sigmoid P(REAL).")
 def build_seed(input_size: tuple[int, int] = INPUT_SIZE) -> keras.Model:
+    import keras
+    from keras import layers
+
     inputs, x = raw_image_input(input_size)
     x = layers.Conv2D(16, 3, activation="relu")(x)
     x = layers.MaxPooling2D()(x)

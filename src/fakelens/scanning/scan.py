@@ -11,18 +11,20 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from fakelens.data.layout import ImageSource, open_input, printable_name
+from fakelens.data.layout import ImageSource, PathListSource, ZipSource, open_input, printable_name
 from fakelens.data.listing import included_names
+from fakelens.data.uris import UriSource
 from fakelens.evidence.declared import declaration
 from fakelens.evidence.metadata import evidence_dicts
-from fakelens.inference.detector import Detector, Prediction
+from fakelens.inference.detector import Detector
 from fakelens.progress import progress_bar
+from fakelens.record import Prediction
 from fakelens.scanning.results import (
     COLUMNS,
     DECLARED_COLUMN,
@@ -136,6 +138,12 @@ def scan(
     `evidence` adds each file's metadata findings to its row, and what the file declares about
     how it was made (`evidence.declared`). Links out of a scanned folder are reported, not read,
     unless `follow_links`.
+
+    Examples:
+    >>> from fakelens import load_detector
+    >>> summary = scan(load_detector("seed"), "photos", Path("results.csv"), quiet=True)
+    >>> summary.scored, summary.failures, summary.not_images
+    (2, [], ['photos/notes.txt'])
     """
     check_output_path(out)
     summary = ScanSummary(out=out)
@@ -144,8 +152,8 @@ def scan(
         pending = _Pending(detector, source, evidence=evidence)
         began = time.perf_counter()
         try:
-            names = _to_score(source, include, writer, pending, summary)
-            with progress_bar("Scanning images", None, quiet=quiet) as advance:
+            with progress_bar("Scanning images", known_total(source, include), quiet=quiet) as advance:
+                names = _to_score(source, include, writer, pending, summary, advance)
                 for batch in detector.score_stream(names, pending.load, workers=workers):
                     writer.write(pending.rows(batch))
                     summary.add(batch)
@@ -165,8 +173,10 @@ def _to_score(
     writer: ResultWriter,
     pending: _Pending,
     summary: ScanSummary,
+    advance: Callable[[int], None],
 ) -> Iterator[str]:
-    """Display names of the image files that need a row, registered in `pending` as they go."""
+    """Display names of the image files that need a row, registered in `pending` as they go; the
+    progress bar counts the files already done as they are passed over."""
     for name, is_image in included_names(source, include):
         display = printable_name(source.display_name(name))
         if not is_image:
@@ -175,8 +185,27 @@ def _to_score(
         stat = source.stat(name)
         if writer.is_done(display, stat):
             summary.already_done += 1
+            advance(1)
             continue
         yield pending.add(name, display, stat)
+
+
+def known_total(source: ImageSource, include: Sequence[str] = ()) -> int | None:
+    """How many image files a scan of `source` lists, where that costs no second pass over a file
+    system: a zip's directory and a URI's listing are in memory once read, a list of paths is read
+    once more (its text only, no file examined). None for standard input, which can be read once,
+    and for a folder: counting its files would walk it twice (on a network file system, a long wait
+    before the first score), so its progress counts without an end."""
+    if isinstance(source, PathListSource) and source.path != Path("<stdin>"):
+        with open_input(f"@{source.path}") as again:
+            return _images_in(again, include)
+    if isinstance(source, (ZipSource, UriSource)):
+        return _images_in(source, include)
+    return None
+
+
+def _images_in(source: ImageSource, include: Sequence[str]) -> int:
+    return sum(is_image for _, is_image in included_names(source, include))
 
 
 def _report_unlisted(

@@ -10,6 +10,7 @@ image scored by a head that never saw its source, as a new user's images will be
 
 from __future__ import annotations
 
+import itertools
 import json
 import platform
 import time
@@ -24,7 +25,7 @@ from fakelens.data.layout import open_source
 from fakelens.data.sources import source_entries
 from fakelens.errors import InvalidArgumentError, RunConfigError
 from fakelens.evaluation.sources import LosoResult, group_table, leave_one_source_out
-from fakelens.fsutil import write_json_atomic
+from fakelens.fsutil import run_dirs, write_json_atomic
 from fakelens.models.backbones import load_backbone
 from fakelens.models.probe import LinearHead, l2_normalised, probe_card, save_probe
 from fakelens.training.features import EmbeddedSet, embed_entries
@@ -41,7 +42,7 @@ class ProbeConfig:
     #: Inverse L2 strength of the logistic regression (on unit-length features).
     c: float = 10.0
     seed: int = 42
-    runs_dir: Path = Path("runs")
+    runs_dir: Path = Path("runs/train")
     name: str | None = None
     #: Operating point on P(AI). Platt scaling with each (source, label) group weighted alike
     #: puts the point where a typical source's photos and AI images are told apart equally
@@ -124,7 +125,7 @@ def judge_by_source(train: EmbeddedSet, c: float) -> LosoResult:
 
 def train_probe(config: ProbeConfig, *, quiet: bool = False) -> ProbeRun:
     """Embed, judge by leave-one-source-out, fit the shipped head and calibrate it; write
-    `runs/<name>/`: config.json, metrics.json, loso.md and model.json (the probe model)."""
+    `runs/train/<name>/`: config.json, metrics.json, loso.md and model.json (the probe model)."""
     began = time.perf_counter()
     root = _run_root(config)
     write_json_atomic(root / "config.json", _jsonable(asdict(config)))
@@ -240,12 +241,11 @@ def subset(data: EmbeddedSet, rows: np.ndarray) -> EmbeddedSet:
 
 
 def _run_root(config: ProbeConfig) -> Path:
-    """runs/<name>, or <name>-2, -3... when a finished run (model.json) holds the name; an
+    """runs/train/<name>, or <name>-2, -3... when a finished run (model.json) holds the name; an
     unfinished run of the same settings is continued (its features are cached)."""
     base = config.name or config.model
     wanted = _jsonable(asdict(config))
-    for suffix in range(1, 10_000):
-        root = config.runs_dir / (base if suffix == 1 else f"{base}-{suffix}")
+    for root in itertools.islice(run_dirs(config.runs_dir, base), 10_000):
         if (root / "model.json").exists():
             continue
         saved = root / "config.json"

@@ -1,6 +1,6 @@
 """Training runs: a run directory, atomic per-epoch checkpoints, resume after a kill.
 
-`runs/<name>/` holds config.json, run.json (versions, git commit, data hash, seed, timing),
+`runs/train/<name>/` holds config.json, run.json (versions, git commit, data hash, seed, timing),
 history.json, checkpoints/epoch_NNN.keras, logs/ (TensorBoard), loss.png, accuracy.png and,
 once finished, model.keras. Running the same command again continues an unfinished run
 from its last finished epoch.
@@ -8,6 +8,7 @@ from its last finished epoch.
 
 from __future__ import annotations
 
+import itertools
 import json
 import platform
 import re
@@ -25,7 +26,7 @@ from fakelens.config import INPUT_SIZE, TrainConfig
 from fakelens.data.cache import DecodedSet
 from fakelens.data.dataset import load_labelled, train_val
 from fakelens.errors import RunConfigError
-from fakelens.fsutil import write_json_atomic
+from fakelens.fsutil import run_dirs, write_json_atomic
 from fakelens.models import ModelCard, create_model, get_spec
 from fakelens.models.saving import load_model, save_model
 from fakelens.training.calibrate import calibrate_on
@@ -87,8 +88,8 @@ def choose_run_dir(config: TrainConfig, data_key: str) -> tuple[RunDir, dict[str
     """
     base = config.name or config.model
     wanted = _config_record(config, data_key)
-    for suffix in range(1, 10_000):
-        run = RunDir(config.runs_dir / (base if suffix == 1 else f"{base}-{suffix}"))
+    for root in itertools.islice(run_dirs(config.runs_dir, base), 10_000):
+        run = RunDir(root)
         if not run.config.exists():
             return run, wanted
         if run.model.exists():
