@@ -170,9 +170,9 @@ class InferenceConfig:
     #: Model batches of 256 reach full speed on 2 cores; larger gains nothing.
     batch_size: int = 256
     #: Batches a loaded model scores at once, each on one thread (`Detector.load` has TensorFlow
-    #: and onnxruntime run each operation on one thread). The small operations of 32x32 models
-    #: gain little from being split across cores (Keras: 8,100 images/s on two threads, 8,400
-    #: on one), whole batches in parallel do: Keras seed 17,500/s, patchres 2,400/s (1,830 split).
+    #: and onnxruntime run each operation on one thread): the small operations of 32x32 models
+    #: gain little from being split across cores, whole batches side by side do (figures:
+    #: docs/architecture.md, "Whole batches side by side").
     parallel_batches: int = os.cpu_count() or 1
     #: Batch size of probe models (a frozen encoder, ~60 ms of CPU per image): small batches
     #: keep every core busy on a handful of images and bound one call's latency.
@@ -181,9 +181,7 @@ class InferenceConfig:
     workers: int = max(2, os.cpu_count() or 2)
     #: Unless `workers` is given, images that take less CPU than this to read and decode are
     #: decoded on the thread that lists them: GIL hand-offs to another would cost more than
-    #: they save.
-    #: Measured on 2 cores: 32x32 JPEGs ~85 us, 128x128 ~230 us (one thread as fast as two),
-    #: 256x256 ~390 us (two threads 1.4x faster).
+    #: they save (figures: docs/architecture.md, "Small images are decoded on the listing thread").
     parallel_decode_above_s: float = 250e-6
     #: ... and that arrive within this (wall time per image, waits included): slower reads,
     #: as from network file systems, overlap on all `workers` threads whatever their CPU cost.
