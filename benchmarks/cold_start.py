@@ -19,7 +19,6 @@ size), unless `--image`. Writes benchmarks/results/cold_start.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -29,7 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+from results_file import save_results
+
 WAYS = {
     "default": [],
     "seed_onnx": ["--model", "seed"],
@@ -123,10 +123,7 @@ def main() -> None:
         "baseline": BASELINE,
         "ways": rows,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "cold_start.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"Results saved to {path}")
+    print(f"Results saved to {save_results('cold_start.json', result)}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ the worst against the issue's bounds (10 s, 1.5 GB). Run it on an otherwise idle
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
@@ -33,8 +32,8 @@ import hostile_listing  # noqa: E402
 import hostile_metadata  # noqa: E402
 import hostile_models  # noqa: E402
 import hostile_results  # noqa: E402
+from results_file import save_results  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 BOUND_S, BOUND_MB = 10.0, 1536.0
 #: Runs the CLI, then prints its own peak memory: ru_maxrss would count the parent's.
 CLI = (
@@ -203,12 +202,7 @@ def main() -> None:
             flush=True,
         )
     report["classes"] = classes
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "hostile_inputs.json"
-    partial = out.with_suffix(".json.partial")
-    partial.write_text(json.dumps(report, indent=1))
-    partial.replace(out)
-    print(f"wrote {out}")
+    print(f"Results saved to {save_results('hostile_inputs.json', report)}")
 
 
 if __name__ == "__main__":

@@ -26,9 +26,9 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+from results_file import save_results
+
 IMAGES = 10_240
 CORES = os.cpu_count() or 1
 #: (threads per operation, batches at once) of each way.
@@ -122,10 +122,7 @@ def main() -> None:
         "ways": {way: {"threads_per_op": t, "batches_at_once": p} for way, (t, p) in WAYS.items()},
         "rows": rows,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "model_threads.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"Results saved to {path}")
+    print(f"Results saved to {save_results('model_threads.json', result)}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from scan import MEMORY_CHILD, RESULTS, best_rates, latency_ms, model_only, photo_jpeg
+from results_file import RESULTS
+from scan import MEMORY_CHILD, best_rates, latency_ms, model_only, photo_jpeg
 
 from fakelens.inference.detector import load_detector
 from fakelens.scanning.scan import scan

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from results_file import save_results
 
 from fakelens.data.decode import load_image
 from fakelens.data.layout import is_image_name, resolve_data_path
@@ -43,7 +44,6 @@ from fakelens.inference.detector import BACKENDS, Detector, load_detector
 from fakelens.models.card import ModelCard
 from fakelens.scanning.scan import scan
 
-RESULTS = Path(__file__).parent / "results"
 TARGETS = {"scan_vs_model_only": 0.70, "scan_vs_naive": {"seed": 300, "patchres": 50}}
 
 # Peak RSS from /proc (VmHWM): getrusage's ru_maxrss would include the parent's size at fork.
@@ -259,9 +259,7 @@ def main() -> None:
             row for backend in args.backends for row in memory("seed", backend, files, counts, tmp)
         ]
     result["load_average"] = {"start": load_at_start, "end": os.getloadavg()}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / ("scan-quick.json" if args.quick else "scan.json")
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    path = save_results("scan-quick.json" if args.quick else "scan.json", result)
     for row in result["memory"]:
         print(
             f"memory {row['model']}/{row['backend']}: {row['files']:,} files, "

@@ -32,8 +32,8 @@ import httpx
 import numpy as np
 import psutil
 from PIL import Image
+from results_file import save_results
 
-RESULTS = Path(__file__).parent / "results"
 CIFAKE = Path(os.environ.get("FAKELENS_DATA", Path(__file__).parents[1] / "../shared/data/cifake/cifake.zip"))
 
 
@@ -205,9 +205,7 @@ def main() -> None:
             "after_all_2s": round(after / mib, 1),
         },
     }
-    out = RESULTS / f"serve_load_{Path(args.model).name.replace('.', '_')}.json"
-    RESULTS.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = save_results(f"serve_load_{Path(args.model).name.replace('.', '_')}.json", result)
     print(json.dumps(result, indent=2))
     print(f"Results saved to {out}")
 

@@ -11,17 +11,14 @@ benchmarks/results/train_throughput.json.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
+from results_file import save_results
 
 from fakelens.models import create_model, get_spec
 from fakelens.training.pipeline import training_batches
-
-RESULTS = Path(__file__).parent / "results" / "train_throughput.json"
 
 
 def matmul_peak(size: int = 2048, repeats: int = 20) -> float:
@@ -96,8 +93,7 @@ def main() -> None:
         "models": rows,
         "ratios_to_last": {r["model"]: r["train_images_per_second"] / baseline for r in rows},
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    path = save_results("train_throughput.json", result)
     print(f"FP32 matmul peak: {peak / 1e9:.0f} GFLOP/s")
     for row in rows:
         print(
@@ -105,7 +101,7 @@ def main() -> None:
             f"(batch {row['batch_size']}, {row['forward_mflops']:.1f} MFLOPs/image, "
             f"{row['fraction_of_peak']:.1%} of peak)"
         )
-    print(f"Results saved to {RESULTS}")
+    print(f"Results saved to {path}")
 
 
 if __name__ == "__main__":
