@@ -69,8 +69,8 @@ def scan(
     source: Annotated[
         str,
         typer.Argument(
-            help="A folder (searched recursively), a .zip, @FILE (paths listed one per line) "
-            "or - (paths on standard input)."
+            help="A folder (searched recursively), a .zip, @FILE (paths listed one per line), "
+            "- (paths on standard input), or a URI pyarrow can list (s3://, gs://, hdfs://, file:///)."
         ),
     ],
     out_path: Annotated[
