@@ -69,7 +69,8 @@ def _bmp_with_size(width: int, height: int) -> bytes:
     return bytes(data)
 
 
-def _webp_with_size(width: int, height: int) -> bytes:
+def webp_with_size(width: int, height: int) -> bytes:
+    """A lossless WebP whose VP8L header declares `width` x `height` (its data is for 2 x 2)."""
     data = bytearray(save(Image.new("RGB", (2, 2)), "WEBP", lossless=True))
     # VP8L: 14-bit width-1 and height-1 packed after the 0x2f signature byte.
     bits = (width - 1) | ((height - 1) << 14) | (int.from_bytes(data[21:25], "little") & ~((1 << 28) - 1))
@@ -85,7 +86,7 @@ def bombs() -> list[Case]:
         Case("bomb.jpg", _jpeg_with_size(65_500, 65_500), TOO_BIG),
         Case("bomb.gif", _gif_with_size(65_535, 65_535), TOO_BIG),
         Case("bomb.bmp", _bmp_with_size(200_000, 200_000), TOO_BIG),
-        Case("bomb.webp", _webp_with_size(16_384, 16_384), TOO_BIG),
+        Case("bomb.webp", webp_with_size(16_384, 16_384), TOO_BIG),
     ]
 
 

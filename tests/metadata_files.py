@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import io
+from pathlib import Path
 
 import numpy as np
 from conftest import encode, random_image
@@ -123,3 +124,13 @@ def signed_jpeg(c2pa) -> bytes:
     with c2pa.Builder(manifest) as builder:
         builder.sign(signer, "image/jpeg", io.BytesIO(encode(random_image(0), "JPEG")), signed)
     return signed.getvalue()
+
+
+def evidence_folder(folder: Path) -> Path:
+    """`folder` holding a generator's PNG (`sd.png`), a camera JPEG (`camera.jpg`) and a PNG
+    with nothing after its signature (`broken.png`)."""
+    folder.mkdir()
+    (folder / "sd.png").write_bytes(png_with_text({"parameters": SD_PARAMETERS}))
+    (folder / "camera.jpg").write_bytes(camera_jpeg())
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    return folder

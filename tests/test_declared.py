@@ -8,7 +8,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 from conftest import encode, random_image
-from metadata_files import IPTC, SD_PARAMETERS, camera_jpeg, png_with_text, signed_jpeg, xmp
+from metadata_files import IPTC, SD_PARAMETERS, camera_jpeg, evidence_folder, png_with_text, signed_jpeg, xmp
 from PIL import Image, PngImagePlugin
 from typer.testing import CliRunner
 
@@ -121,11 +121,7 @@ def test_records_carry_declared_only_with_evidence_and_keep_the_pixel_score():
 
 
 def test_predict_and_scan_write_declared_beside_the_score(tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    (folder / "sd.png").write_bytes(png_with_text({"parameters": SD_PARAMETERS}))
-    (folder / "camera.jpg").write_bytes(camera_jpeg())
-    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    folder = evidence_folder(tmp_path / "in")
     result = runner.invoke(app, ["predict", str(folder / "sd.png"), "-m", "seed", "--evidence"])
     assert result.exit_code == 0, result.output
     assert f"\tdeclared: {SD_DECLARED}\n" in result.output

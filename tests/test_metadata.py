@@ -9,7 +9,7 @@ import pytest
 from conftest import bomb_png, encode, random_image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from metadata_files import IPTC, SD_PARAMETERS, camera_jpeg, png_with_text, signed_jpeg, xmp
+from metadata_files import IPTC, SD_PARAMETERS, camera_jpeg, evidence_folder, png_with_text, signed_jpeg, xmp
 from PIL import Image, PngImagePlugin
 from typer.testing import CliRunner
 
@@ -197,11 +197,7 @@ def test_records_carry_evidence_only_when_asked():
 
 
 def test_predict_and_scan_with_evidence(tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    (folder / "sd.png").write_bytes(png_with_text({"parameters": SD_PARAMETERS}))
-    (folder / "camera.jpg").write_bytes(camera_jpeg())
-    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    folder = evidence_folder(tmp_path / "in")
     runner = CliRunner()
     result = runner.invoke(app, ["predict", str(folder / "sd.png"), "-m", "seed", "--json", "--evidence"])
     assert result.exit_code == 0, result.output
