@@ -63,3 +63,13 @@ def test_models_with_different_thresholds_cannot_be_routed():
     )
     with pytest.raises(InvalidArgumentError, match=r"thresholds differ \(large 0.7, patchres 0.5\)"):
         RoutedDetector(large, load_detector("patchres", backend="onnx"))
+
+
+def test_the_routed_default_scores_paths_like_any_detector(routed, tmp_path):
+    """`predict_proba` prepares paths before routing them, as the base detector does."""
+    small, large = tmp_path / "small.png", tmp_path / "large.jpg"
+    small.write_bytes(encode(random_image(0), "PNG"))
+    large.write_bytes(encode(random_image(1, (300, 400)), "JPEG"))
+    by_path = routed.predict_proba([small, large])
+    records = routed.predict([small, large])
+    assert by_path.tolist() == pytest.approx([r.ai_probability for r in records])

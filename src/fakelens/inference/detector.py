@@ -109,15 +109,12 @@ class Detector:
         gives such inputs a record with `error` instead).
         """
         if not (isinstance(images, np.ndarray) and images.ndim == 4):
-            items = list(images)
-            size = self.card.input_size
-            images = (
-                np.stack([self.prepare(item, _describe(item, i)) for i, item in enumerate(items)])
-                if items
-                else np.zeros((0, *size, 3), np.uint8)
-            )
-        if len(images) == 0:
-            return np.zeros(0)
+            prepared = [self.prepare(item, _describe(item, i)) for i, item in enumerate(images)]
+            images = np.stack(prepared) if prepared else np.zeros(0)
+        return self.score_prepared(images) if len(images) else np.zeros(0)
+
+    def score_prepared(self, images: np.ndarray) -> np.ndarray:
+        """P(AI) for a non-empty batch of prepared images: what a subclass changes."""
         chunks = [images[start : start + self.batch_size] for start in range(0, len(images), self.batch_size)]
         if len(chunks) == 1 or self.parallel_batches == 1:
             raw = [self._raw_scores(chunk) for chunk in chunks]

@@ -57,9 +57,7 @@ class RoutedDetector(Detector):
         enlarged = np.repeat(np.repeat(images[:, ::f, ::f], f, axis=1), f, axis=2)
         return np.all(images == enlarged, axis=(1, 2, 3))
 
-    def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        if len(images) == 0:
-            return np.zeros(0)
+    def score_prepared(self, images: np.ndarray) -> np.ndarray:
         small = self.routed_small(images)
         scores = np.empty(len(images))
         if (~small).any():
