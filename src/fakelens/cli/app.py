@@ -141,7 +141,7 @@ BackendOption = Annotated[
     typer.Option(
         "--backend",
         help="keras, or onnx: onnxruntime alone, no TensorFlow (see `fakelens export`). "
-        "Default: the model file's ending; keras for a shipped name.",
+        "Default: the model file's ending; for a shipped name its ONNX export when it has one.",
     ),
 ]
 DataOption = Annotated[
@@ -233,12 +233,6 @@ def list_failures(failures: Iterable[tuple[str, str]], verb: str, limit: int = 2
     if len(failures) > limit:
         err.print(f"... and {len(failures) - limit:,} more.")
     return bool(failures)
-
-
-def report_failures(failures: Iterable[tuple[str, str]], verb: str) -> None:
-    """List bad inputs on stderr, then exit 1 if there were any."""
-    if list_failures(failures, verb):
-        raise typer.Exit(1)
 
 
 def finish(saved: object | None, *failures: tuple[Iterable[tuple[str, str]], str]) -> None:

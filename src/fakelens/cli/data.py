@@ -15,7 +15,6 @@ from fakelens.cli.app import (
     finish,
     name_of,
     out,
-    report_failures,
     run_dir,
     usage_errors,
 )
@@ -49,7 +48,7 @@ def data_info(
         f"groups shared by train and test: {info['groups_across_train_and_test']:,} "
         f"({info['test_files_also_in_train']:,} test files also in train)"
     )
-    report_failures(info["unreadable"].items(), "unreadable")
+    finish(None, (info["unreadable"].items(), "unreadable"))
 
 
 @data_app.command("download")
