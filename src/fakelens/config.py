@@ -47,6 +47,8 @@ MAX_EVIDENCE_VALUE_CHARS = 400
 #: without a bound, parsing costs time and memory in proportion to the file, or to what a
 #: compressed text chunk inflates to.
 MAX_EVIDENCE_TEXT_BYTES = 2 * 1024 * 1024
+#: Compute precisions of Keras models (`models.precision`): auto picks from the CPU's flags.
+PRECISIONS = ("auto", "fp32", "bf16")
 #: File name endings treated as images when listing a folder or zip. HEIC/HEIF files are listed
 #: so that a scan reports them as unsupported rather than passing over them.
 IMAGE_SUFFIXES = frozenset(
@@ -153,6 +155,9 @@ class TrainConfig:
     max_false_positive_rate: float | None = option(None, Interval(ge=0, lt=1))
     #: "local" (one process), or "multiworker": one of the workers TF_CONFIG lists.
     strategy: str = option("local", Choice(("local", "multiworker")))
+    #: "fp32", "bf16" (weights, losses and metrics stay float32), or "auto": bf16 where the CPU
+    #: has AMX for it (`models.precision`).
+    precision: str = option("auto", Choice(PRECISIONS))
 
     def __post_init__(self) -> None:
         check_config(self)

@@ -144,6 +144,14 @@ BackendOption = Annotated[
         "Default: the model file's ending; for a shipped name its ONNX export when it has one.",
     ),
 ]
+PrecisionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--precision",
+        help="Compute precision of Keras models: fp32, bf16 (weights, losses and scores stay float32), "
+        "or auto: bf16 where the CPU has AMX for it, else fp32 (default: auto).",
+    ),
+]
 DataOption = Annotated[
     Path | None,
     typer.Option(
@@ -206,11 +214,23 @@ def usage_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def open_detector(model: str | None, trust: bool, batch_size: int | None = None, backend: str | None = None):
+def open_detector(
+    model: str | None,
+    trust: bool,
+    batch_size: int | None = None,
+    backend: str | None = None,
+    precision: str | None = None,
+):
     from fakelens.inference.detector import load_detector
     from fakelens.weights import DEFAULT_MODEL
 
-    return load_detector(model or DEFAULT_MODEL, trust=trust, batch_size=batch_size, backend=backend)
+    return load_detector(
+        model or DEFAULT_MODEL,
+        trust=trust,
+        batch_size=batch_size,
+        backend=backend,
+        precision=precision or "auto",
+    )
 
 
 ThresholdOption = Annotated[

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from fakelens.cli.app import (
     DataOption,
+    PrecisionOption,
     Quiet,
     TrustModel,
     app,
@@ -46,13 +47,14 @@ def evaluate(
         ),
     ] = None,
     trust_model: TrustModel = False,
+    precision: PrecisionOption = None,
     quiet: Quiet = False,
 ) -> None:
     """Metrics on the official test split and on the dedup test (test copies of train images removed)."""
     from fakelens.data.layout import resolve_data_path
     from fakelens.evaluation.evaluate import evaluate as run_evaluation
 
-    detector = open_detector(model, trust_model)
+    detector = open_detector(model, trust_model, precision=precision)
     result = run_evaluation(
         detector,
         resolve_data_path(data),

@@ -13,6 +13,7 @@ from fakelens.cli.app import (
     BackendOption,
     EvidenceOption,
     ModelOption,
+    PrecisionOption,
     Quiet,
     TrustModel,
     app,
@@ -40,9 +41,10 @@ def predict(
     trust_model: TrustModel = False,
     evidence: EvidenceOption = False,
     backend: BackendOption = None,
+    precision: PrecisionOption = None,
 ) -> None:
     """Judge images: one tab-separated line each: path, label (ai/real), ai_probability."""
-    records = open_detector(model, trust_model, backend=backend).predict(images)
+    records = open_detector(model, trust_model, backend=backend, precision=precision).predict(images)
     if evidence:
         from fakelens.evidence.attach import with_evidence
 
@@ -97,6 +99,7 @@ def scan(
     ] = False,
     model: ModelOption = None,
     backend: BackendOption = None,
+    precision: PrecisionOption = None,
     batch_size: Annotated[
         int | None, typer.Option(help=f"Images per model call (default: {InferenceConfig.batch_size}).")
     ] = None,
@@ -149,6 +152,7 @@ def scan(
             out_path,
             include=include or (),
             backend=backend,
+            precision=precision or "auto",
             trust=trust_model,
             batch_size=batch_size,
             workers=workers,
@@ -164,7 +168,7 @@ def scan(
         from fakelens.scanning.scan import scan as run_scan
 
         began = time.perf_counter()
-        detector = open_detector(model, trust_model, batch_size, backend)
+        detector = open_detector(model, trust_model, batch_size, backend, precision)
         loading = f", after {time.perf_counter() - began:.1f} s loading the model"
         summary = run_scan(
             detector,

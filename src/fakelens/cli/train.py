@@ -10,6 +10,7 @@ import typer
 from fakelens.cli.app import (
     DataOption,
     MaxFprOption,
+    PrecisionOption,
     Quiet,
     ThresholdOption,
     app,
@@ -84,6 +85,7 @@ def train(
             "$TF_CONFIG; start the same command on each (see docs/scaling.md)."
         ),
     ] = None,
+    precision: PrecisionOption = None,
     quiet: Quiet = False,
 ) -> None:
     """Train a model into runs/train/<name>/ and calibrate it; the same command resumes an unfinished run."""
@@ -107,6 +109,7 @@ def train(
         "name": name,
         "runs_dir": runs_dir,
         "strategy": strategy,
+        "precision": precision,
     }
     given = {option: value for option, value in chosen.items() if value is not None}
     if model in PROBE_MODELS:
@@ -131,8 +134,9 @@ def train(
     if result.resumed_from_epoch:
         out.print(f"Resumed from epoch {result.resumed_from_epoch}.")
     out.print(
-        f"Trained {card.architecture} for {meta['epochs']} epoch(s) on {meta['train_images']:,} images "
-        f"({meta['train_seconds_total']:.0f} s, median {meta['images_per_second_median']:,.0f} images/s)."
+        f"Trained {card.architecture} for {meta['epochs']} epoch(s) in {card.training['precision']} "
+        f"on {meta['train_images']:,} images ({meta['train_seconds_total']:.0f} s, "
+        f"median {meta['images_per_second_median']:,.0f} images/s)."
     )
     print_calibration(card)
     finish(result.run.root)

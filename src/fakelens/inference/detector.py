@@ -20,6 +20,7 @@ from fakelens.data.layout import printable_name
 from fakelens.errors import ImageDecodeError, InvalidArgumentError, ModelLoadError
 from fakelens.models.card import ModelCard
 from fakelens.models.limits import MAX_BATCH_PIXELS
+from fakelens.models.precision import resolve_precision, with_precision
 from fakelens.record import Prediction
 from fakelens.weights import DEFAULT_MODEL, shipped_model_path
 
@@ -56,10 +57,25 @@ class Detector:
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike[str], *, trust: bool = False, batch_size: int | None = None
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        trust: bool = False,
+        batch_size: int | None = None,
+        precision: str = "auto",
     ) -> Detector:
-        """Load a `.keras` file (TensorFlow) or an exported `.onnx` file (onnxruntime only)."""
+        """Load a `.keras` file (TensorFlow) or an exported `.onnx` file (onnxruntime only).
+
+        `precision` ("auto", "fp32" or "bf16", see `models.precision`) is the compute precision of
+        a Keras model; ONNX graphs run in the precision they were exported with.
+        """
         parallel = InferenceConfig.parallel_batches
+        if precision == "bf16" and Path(path).suffix != ".keras":
+            raise InvalidArgumentError(
+                f"{path}: precision bf16 applies to .keras models (--backend keras); this graph runs "
+                "in the precision it was exported with"
+            )
+        resolved = resolve_precision(precision)
         if Path(path).suffix == BACKENDS["onnx"]:
             from fakelens.models.runtime import load_onnx
 
@@ -83,6 +99,7 @@ class Detector:
             if not one_thread:
                 parallel = 1
             model, card = load_model(path, trust=trust, compile=False)
+            model = with_precision(model, resolved)
         return cls(model, card, batch_size=batch_size, parallel_batches=parallel)
 
     @property
@@ -340,6 +357,7 @@ def load_detector(
     trust: bool = False,
     batch_size: int | None = None,
     backend: str | None = None,
+    precision: str = "auto",
 ) -> Detector:
     """Load a detector from a `.keras`, `.onnx` or probe `.json` file saved by fakelens, or a
     shipped model's name; with no argument, the shipped default (`auto`, see `routing`).
@@ -347,7 +365,7 @@ def load_detector(
     `backend` ("keras" or "onnx") picks the shipped file of a name; for a path it must agree with
     the file's ending. None: a path's ending decides; a name loads its ONNX export when it has
     one (no TensorFlow: a second to start instead of several), else Keras. Probe models run on
-    onnxruntime whatever the backend.
+    onnxruntime whatever the backend. `precision` is a Keras model's (see `Detector.load`).
 
     Examples:
     >>> detector = load_detector()
@@ -362,7 +380,7 @@ def load_detector(
     from fakelens.inference.routing import ROUTED_NAME, load_routed
 
     if path_or_name == ROUTED_NAME and not Path(path_or_name).exists():
-        return load_routed(backend=backend, batch_size=batch_size)
+        return load_routed(backend=backend, batch_size=batch_size, precision=precision)
     path = Path(path_or_name)
     if not path.exists():
         suffixes = [BACKENDS[backend]] if backend else [BACKENDS["onnx"], BACKENDS["keras"]]
@@ -375,4 +393,4 @@ def load_detector(
         raise InvalidArgumentError(
             f"backend {backend!r} runs {BACKENDS[backend]} files; received {path}{hint}"
         )
-    return Detector.load(path, trust=trust, batch_size=batch_size)
+    return Detector.load(path, trust=trust, batch_size=batch_size, precision=precision)

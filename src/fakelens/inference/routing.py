@@ -68,10 +68,13 @@ class RoutedDetector(Detector):
         return scores
 
 
-def load_routed(*, backend: str | None = None, batch_size: int | None = None) -> RoutedDetector:
-    """The shipped default: `clipprobe`, with `patchres` (ONNX unless `backend` says keras) for
-    CIFAKE-sized images."""
+def load_routed(
+    *, backend: str | None = None, batch_size: int | None = None, precision: str = "auto"
+) -> RoutedDetector:
+    """The shipped default: `clipprobe`, with `patchres` (ONNX unless `backend` says keras, in
+    `precision` then) for CIFAKE-sized images."""
     from fakelens.inference.detector import load_detector
 
     large = load_detector("clipprobe", batch_size=batch_size)
-    return RoutedDetector(large, load_detector("patchres", backend=backend or "onnx", batch_size=batch_size))
+    small = load_detector("patchres", backend=backend or "onnx", batch_size=batch_size, precision=precision)
+    return RoutedDetector(large, small)

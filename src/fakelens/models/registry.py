@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from fakelens.config import INPUT_SIZE, NOTEBOOK_RECIPE, Recipe
 from fakelens.errors import InvalidArgumentError
 from fakelens.models.card import ModelCard
+from fakelens.models.precision import with_precision
 
 if TYPE_CHECKING:
     import keras
@@ -75,10 +76,12 @@ def create_model(
     *,
     input_size: tuple[int, int] = INPUT_SIZE,
     optimizer: keras.optimizers.Optimizer | None = None,
+    precision: str = "fp32",
     **overrides: Any,
 ) -> tuple[keras.Model, ModelCard]:
-    """Build and compile model `name` (Adam at its recipe's rate unless `optimizer` is given);
-    `None` overrides keep the builder's defaults.
+    """Build and compile model `name` (Adam at its recipe's rate unless `optimizer` is given) to
+    compute in `precision` ("fp32" or "bf16", see `precision`); `None` overrides keep the
+    builder's defaults.
 
     Examples:
     >>> model, card = create_model("seed")
@@ -91,6 +94,7 @@ def create_model(
 
     spec = get_spec(name)
     model = spec.build(input_size=input_size, **{k: v for k, v in overrides.items() if v is not None})
+    model = with_precision(model, precision)
     model.compile(
         optimizer=optimizer or keras.optimizers.Adam(learning_rate=spec.recipe.learning_rate),
         loss="binary_crossentropy",

@@ -42,8 +42,8 @@ _BLOCK_ROWS = 4096
 class Scorer:
     """The actor's work: load the model once, then score batches of listed files."""
 
-    def __init__(self, model: str, backend: str | None, trust: bool, batch_size: int | None, workers: int):
-        self.detector = load_detector(model, trust=trust, batch_size=batch_size, backend=backend)
+    def __init__(self, model: str, loading: dict[str, Any], workers: int):
+        self.detector = load_detector(model, **loading)
         self.reader = DisplayNameReader()
         self.workers = workers
 
@@ -69,6 +69,7 @@ def ray_scan(
     *,
     include: Sequence[str] = (),
     backend: str | None = None,
+    precision: str = "auto",
     trust: bool = False,
     batch_size: int | None = None,
     workers: int | None = None,
@@ -89,7 +90,8 @@ def ray_scan(
     if actor_cpus < 1:
         raise InvalidArgumentError(f"--ray-actor-cpus must be at least 1; received {actor_cpus}")
     fmt = _check_out(out, fresh)
-    load_detector(model, trust=trust, batch_size=batch_size, backend=backend)  # a bad model fails here, early
+    loading = {"trust": trust, "batch_size": batch_size, "backend": backend, "precision": precision}
+    load_detector(model, **loading)  # a bad model fails here, early
     listed, not_images, unlisted = list_images(source, include, follow_links=follow_links)
     summary = ScanSummary(out=out, not_images=not_images)
     began = time.perf_counter()
@@ -102,7 +104,7 @@ def ray_scan(
         dataset = ray.data.from_items(listed, override_num_blocks=blocks)
         scored = dataset.map_batches(
             Scorer,
-            fn_constructor_args=(model, backend, trust, batch_size, workers or actor_cpus),
+            fn_constructor_args=(model, loading, workers or actor_cpus),
             batch_size=batch_size or 256,
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=actors),

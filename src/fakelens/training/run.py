@@ -15,7 +15,7 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from fakelens.data.dataset import load_labelled, train_val
 from fakelens.errors import RunConfigError
 from fakelens.fsutil import run_dirs, write_json_atomic
 from fakelens.models import ModelCard, create_model, get_spec
+from fakelens.models.precision import resolve_precision, with_precision
 from fakelens.models.saving import load_model, save_model
 from fakelens.training.calibrate import calibrate_on
 from fakelens.training.multiworker import Workers, start_workers
@@ -45,7 +46,10 @@ _RESUME_KEYS = (
     "seed",
     "limit",
     "data_key",
+    "precision",
 )
+#: Values of resume keys that runs recorded before the key existed.
+_RECORDED_BEFORE = {"precision": "fp32"}
 _CHECKPOINT = re.compile(r"epoch_(\d{3,})\.keras$")
 
 
@@ -95,6 +99,7 @@ def choose_run_dir(config: TrainConfig, data_key: str) -> tuple[RunDir, dict[str
         if run.model.exists():
             continue
         saved = json.loads(run.config.read_text(encoding="utf-8"))
+        saved = {**_RECORDED_BEFORE, **saved}
         differing = [k for k in _RESUME_KEYS if saved.get(k) != wanted.get(k)]
         if differing:
             details = ", ".join(f"{k}: {saved.get(k)!r} -> {wanted.get(k)!r}" for k in differing)
@@ -149,6 +154,7 @@ def train(config: TrainConfig, data_path: Path, *, quiet: bool = False) -> Train
     writes it.
     """
     config = config.with_recipe(get_spec(config.model).recipe)  # an unknown name fails here, early
+    config = replace(config, precision=resolve_precision(config.precision))  # recorded resolved
     workers = start_workers(config.strategy)
     data = load_labelled(data_path, INPUT_SIZE, quiet=quiet)
     train_set, val_set = train_val(data, config.val_fraction, config.seed, config.limit)
@@ -177,7 +183,9 @@ def _train_run(
     start_epoch = 0
     latest = run.latest_checkpoint()
     with workers.strategy.scope():  # the model's variables are mirrored on every worker
-        model, card = create_model(config.model, optimizer=make_optimizer(config, steps))
+        model, card = create_model(
+            config.model, optimizer=make_optimizer(config, steps), precision=config.precision
+        )
         if latest is not None:
             start_epoch, path = latest
             if start_epoch > config.epochs:
@@ -231,6 +239,7 @@ def _train_run(
     metadata["workers"] = workers.count
     write_json_atomic(out.metadata, metadata)
     training_record = {k: record[k] for k in (*_RESUME_KEYS, "epochs")}  # what rebuilds the split
+    model = with_precision(model, "fp32")  # shipped and calibrated as float32: it runs anywhere
     final_card = calibrate_on(
         model,
         card.with_updates(name=run.root.name, training=training_record),
