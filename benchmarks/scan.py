@@ -15,7 +15,8 @@ Throughputs are the best of `--repeats` runs, taken in turns (model only, zip sc
 scan, and again), so that a slow spell of a shared machine slows them all rather than one. Then latency:
 `Detector.predict`, warm, on one 32x32 JPEG and one generated 12-megapixel JPEG (p50/p99); and
 memory: the peak RSS of scans of N and 5N files (a list of hard links to the extracted images),
-each in a fresh process. Ratios compare figures of this run only. Writes
+each in a fresh process. `--precision` adds `inference_precision.py`'s comparison (Keras float32
+and bf16, ONNX, the CLIP encoder INT8 and float32). Ratios compare figures of this run only. Writes
 benchmarks/results/scan.json (scan-quick.json with --quick).
 """
 
@@ -35,6 +36,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from inference_precision import compare as compare_precisions
+from inference_precision import report as report_precisions
 from PIL import Image
 from results_file import save_results
 
@@ -188,6 +191,9 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS))
     parser.add_argument("--naive", type=int, default=None, help="files timed in the naive loop [300]")
     parser.add_argument("--repeats", type=int, default=None, help="runs per throughput, best kept [3]")
+    parser.add_argument(
+        "--precision", action="store_true", help="also compare precisions (inference_precision.py)"
+    )
     parser.add_argument("--markdown", type=Path, default=None, help="print a results JSON as tables; no run")
     args = parser.parse_args()
     if args.markdown:
@@ -258,6 +264,9 @@ def main() -> None:
         result["memory"] = [
             row for backend in args.backends for row in memory("seed", backend, files, counts, tmp)
         ]
+    if args.precision:
+        result["precision"] = compare_precisions(args.models, args.data, args.quick, 200, best_of)
+        report_precisions(result["precision"])
     result["load_average"] = {"start": load_at_start, "end": os.getloadavg()}
     path = save_results("scan-quick.json" if args.quick else "scan.json", result)
     for row in result["memory"]:
