@@ -54,7 +54,7 @@ train-seed: install
 ## on CIFAKE (with the robustness battery) and on sd-unsplash (re-encoded), then shipped.
 SD_UNSPLASH ?= ../shared/data/sd-unsplash/sd-unsplash.zip
 train-default: install
-	$(BIN)/fakelens train --model patchres --data $(DATA) --name patchres-cifake
+	$(BIN)/fakelens train --model patchres-deep --data $(DATA) --name patchres-cifake
 	run=$$(ls -td runs/train/patchres-cifake*/ | head -1) && \
 	  $(BIN)/fakelens evaluate $${run}model.keras --data $(DATA) --robustness --out $${run}evaluate && \
 	  $(BIN)/fakelens evaluate $${run}model.keras --data $(SD_UNSPLASH) --reencode-jpeg 90 --out $${run}sd-unsplash && \
