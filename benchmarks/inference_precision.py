@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from results_file import save_results
+from scan import best_rates, evenly_spread
 
 from fakelens.data.layout import is_image_name, resolve_data_path
 from fakelens.evaluation.metrics import auroc
@@ -32,19 +31,9 @@ from fakelens.models.backbones import get_backbone_spec, load_backbone
 from fakelens.models.backbones.fetch import ensure_asset
 from fakelens.models.backbones.onnx_encoder import OnnxEncoder
 from fakelens.models.precision import bf16_unsupported
+from fakelens.models.probe import ProbeModel
 
 WILD = Path("../shared/data/wild/wild.zip")
-
-
-def best_rate(runs: dict[str, Callable[[], None]], count: int, repeats: int) -> dict[str, float]:
-    """Images/s of the fastest of `repeats` calls of each run, the runs taking turns."""
-    seconds: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            began = time.perf_counter()
-            run()
-            seconds[name].append(time.perf_counter() - began)
-    return {name: count / min(times) for name, times in seconds.items()}
 
 
 def labelled_test_images(data: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +42,7 @@ def labelled_test_images(data: Path, count: int) -> tuple[np.ndarray, np.ndarray
 
     with zipfile.ZipFile(data) as archive:
         names = sorted(n for n in archive.namelist() if n.startswith("test/") and is_image_name(n))
-        names = names[:: max(1, len(names) // count)][:count]
+        names = evenly_spread(names, count)
         images = np.stack([load_image(archive.read(n), (32, 32)) for n in names])
     return images, np.array(["/FAKE/" in n for n in names])
 
@@ -67,7 +56,7 @@ def keras_precisions(models: list[str], data: Path, count: int, repeats: int) ->
         detectors["onnx fp32"] = load_detector(model, backend="onnx")
         for detector in detectors.values():
             detector.predict_proba(images[: detector.batch_size])  # trace, warm up
-        rates = best_rate(
+        rates = best_rates(
             {k: lambda d=d: d.predict_proba(images) for k, d in detectors.items()}, count, repeats
         )
         reference = detectors["keras fp32"].predict_proba(images)
@@ -134,7 +123,7 @@ def dequantise(source: Path, target: Path) -> None:
 def wild_subset(count: int) -> tuple[list[bytes], np.ndarray]:
     with zipfile.ZipFile(WILD) as archive:
         names = sorted(n for n in archive.namelist() if is_image_name(n))
-        names = names[:: max(1, len(names) // count)][:count]
+        names = evenly_spread(names, count)
         return [archive.read(n) for n in names], np.array(["/FAKE/" in n for n in names])
 
 
@@ -159,12 +148,12 @@ def clip_precisions(count: int, repeats: int) -> list[dict]:
         }
         detectors = {}
         for key, encoder in encoders.items():
-            model = type(probe.model)(encoder, probe.model.head)
+            model = ProbeModel(encoder, probe.model.head)
             detectors[key] = Detector(
                 model, probe.card, batch_size=probe.batch_size, parallel_batches=probe.parallel_batches
             )
         timed = prepared[: min(len(prepared), 48)]
-        rates = best_rate(
+        rates = best_rates(
             {k: lambda d=d: d.score_prepared(timed) for k, d in detectors.items()}, len(timed), repeats
         )
         reference = detectors["int8 (shipped), one image per call"].score_prepared(prepared)

@@ -36,8 +36,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from inference_precision import compare as compare_precisions
-from inference_precision import report as report_precisions
 from PIL import Image
 from results_file import save_results
 
@@ -74,13 +72,18 @@ print(json.dumps({
 """
 
 
+def evenly_spread(names: list[str], count: int) -> list[str]:
+    """`count` of `names` (all of them when fewer), spread evenly: a deterministic subset."""
+    return names[:: max(1, len(names) // count)][:count]
+
+
 def test_images(data: Path, count: int, tmp: Path) -> tuple[Path, Path, list[str]]:
     """A zip holding `count` test images (the data zip itself when all are used) and a folder
     with the same images extracted."""
     with zipfile.ZipFile(data) as archive:
         names = sorted(n for n in archive.namelist() if n.startswith("test/") and is_image_name(n))
         if count < len(names):
-            names = names[:: len(names) // count][:count]
+            names = evenly_spread(names, count)
             source = tmp / "subset.zip"
             with zipfile.ZipFile(source, "w") as subset:
                 for name in names:
@@ -265,6 +268,9 @@ def main() -> None:
             row for backend in args.backends for row in memory("seed", backend, files, counts, tmp)
         ]
     if args.precision:
+        from inference_precision import compare as compare_precisions  # it imports this module
+        from inference_precision import report as report_precisions
+
         result["precision"] = compare_precisions(args.models, args.data, args.quick, 200, best_of)
         report_precisions(result["precision"])
     result["load_average"] = {"start": load_at_start, "end": os.getloadavg()}

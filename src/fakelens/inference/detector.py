@@ -70,7 +70,7 @@ class Detector:
         a Keras model; ONNX graphs run in the precision they were exported with.
         """
         parallel = InferenceConfig.parallel_batches
-        if precision == "bf16" and Path(path).suffix != ".keras":
+        if precision == "bf16" and Path(path).suffix != BACKENDS["keras"]:
             raise InvalidArgumentError(
                 f"{path}: precision bf16 applies to .keras models (--backend keras); this graph runs "
                 "in the precision it was exported with"
